@@ -160,11 +160,12 @@ def read_backend_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_backend(path: str | Path, **kwargs: Any) -> UnifiedBackend:
-    """Rebuild a backend from a directory written by its ``save()``; ``kwargs`` go to the backend's loader
-    (e.g. ``device``, ``dtype``)."""
-    meta = read_backend_meta(path)
-    kind = meta["kind"]
+def load_backend(path: str | Path, kind: str | None = None, **kwargs: Any) -> UnifiedBackend:
+    """Open a model directory as a backend. Without ``kind``, the directory must be a seer checkpoint (it names its
+    kind in ``backend.json``); with ``kind`` (e.g. ``"janus"`` for a transformers-format Janus directory) that
+    backend's loader reads it. ``kwargs`` go to the loader (e.g. ``device``, ``dtype``)."""
+    if kind is None:
+        kind = read_backend_meta(path)["kind"]
     if kind not in _LOADERS:
         raise BackendError(f"{Path(path) / BACKEND_FILE}: unknown backend kind {kind!r}; known: {sorted(_LOADERS)}")
     module_name, attr = _LOADERS[kind].split(":")
