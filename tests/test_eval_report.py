@@ -86,3 +86,24 @@ def test_render_has_paper_columns_beside_ours():
 def test_render_requires_meta():
     with pytest.raises(ValueError, match="meta"):
         rep.render_report({})
+
+
+def test_figures_curves_and_grid(tmp_path):
+    import numpy as np
+
+    from seer.eval import figures
+
+    metrics = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": i, "reward_mean": i / 10, "accuracy": 0.5 + i / 40, "kl": i / 100,
+                         "time_rollout_s": 1.0}) for i in range(10)]
+    metrics.write_text("\n".join(lines) + "\n{not json")
+    assert figures.curve_keys(figures.read_metrics(metrics)) == {
+        "reward": ["reward_mean"], "accuracy": ["accuracy"], "KL": ["kl"]}
+    png = figures.plot_curves(metrics, tmp_path / "curves.png", "rlvr")
+    assert png.is_file() and png.stat().st_size > 1000
+    assert figures.plot_curves(tmp_path / "missing.jsonl", tmp_path / "x.png", "x") is None
+    img = np.zeros((16, 16, 3), np.uint8)
+    row = figures.GridRow("material_synthesis", "carve it out of ice", "a cat", img, "an ice cat", img + 50,
+                          "VerboseExpander", img + 100)
+    grid = figures.image_grid([row, row], tmp_path / "grid.png", "material_synthesis")
+    assert grid.is_file() and grid.stat().st_size > 1000
