@@ -1,0 +1,204 @@
+"""The annotation web app (Flask): personal annotator links, one blind pair per page, an admin progress page.
+
+URLs (``TOKEN`` is an annotator's secret, ``POS`` a 1-based position in *their* randomised order)::
+
+    GET  /a/TOKEN/               resume: redirect to the first unanswered pair (or the done page)
+    GET  /a/TOKEN/POS            the pair: instruction, prompt, image A (left) and B (right), the current answer
+    POST /a/TOKEN/POS            choice=A|B|tie → committed, then 303 to the next unanswered pair
+    GET  /a/TOKEN/POS/A.png      the left image (B.png the right one)
+    GET  /a/TOKEN/done           all answered; links back to every pair
+    GET  /admin/ADMIN_TOKEN      progress per annotator (and /admin/ADMIN_TOKEN/progress.json)
+
+Nothing an annotator's browser receives or sends names a system or an image's source file: pairs are addressed by
+position, images by side. Unknown tokens and positions are a plain 404. Text is escaped by Jinja's autoescaping and
+a strict Content-Security-Policy forbids inline scripts, so a prompt containing HTML stays text.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import sqlite3
+from pathlib import Path
+
+from flask import Flask, abort, g, jsonify, redirect, render_template, request, send_file, url_for
+
+from seer.annotate import study as st
+
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; script-src 'self'; style-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the personal token is in the URL
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+def create_app(study_dir: str | Path) -> Flask:
+    study_dir = Path(study_dir).resolve()
+    st.connect(study_dir).close()  # fail now, with a clear message, if this is not a study
+    app = Flask(__name__)
+    app.config["STUDY_DIR"] = study_dir
+
+    def db() -> sqlite3.Connection:
+        if "db" not in g:
+            g.db = st.connect(study_dir)
+        return g.db
+
+    @app.teardown_appcontext
+    def _close(_exc: BaseException | None) -> None:
+        conn = g.pop("db", None)
+        if conn is not None:
+            conn.close()
+
+    @app.after_request
+    def _headers(resp):  # noqa: ANN001 - flask.Response
+        for k, v in _SECURITY_HEADERS.items():
+            resp.headers.setdefault(k, v)
+        return resp
+
+    def annotator(token: str) -> sqlite3.Row:
+        row = st.annotator_by_token(db(), token)
+        if row is None:
+            abort(404)
+        return row
+
+    @app.get("/")
+    def index():
+        return render_template("message.html", title="SEER annotation", message="Open your personal link to start.")
+
+    @app.get("/a/<token>/")
+    def resume(token: str):
+        who = annotator(token)
+        nxt = st.progress(db(), who["id"])["next"]
+        if nxt is None:
+            return redirect(url_for("done", token=token), code=303)
+        return redirect(url_for("show", token=token, pos=nxt), code=303)
+
+    @app.get("/a/<token>/<int:pos>")
+    def show(token: str, pos: int):
+        who = annotator(token)
+        it = st.item(db(), who["id"], pos)
+        if it is None:
+            abort(404)
+        prog = st.progress(db(), who["id"])
+        return render_template("item.html", token=token, item=it, progress=prog)
+
+    @app.post("/a/<token>/<int:pos>")
+    def vote(token: str, pos: int):
+        who = annotator(token)
+        choice = request.form.get("choice", "")
+        if choice not in st.CHOICES:
+            abort(400, description=f"choice must be one of {', '.join(st.CHOICES)}")
+        try:
+            revision = st.record_vote(db(), who["id"], pos, choice)
+        except KeyError:
+            abort(404)
+        nxt = st.next_unanswered(db(), who["id"], pos)
+        target = url_for("done", token=token) if nxt is None else url_for("show", token=token, pos=nxt)
+        if request.accept_mimetypes.best == "application/json":
+            prog = st.progress(db(), who["id"])
+            return jsonify(
+                ok=True,
+                position=pos,
+                choice=choice,
+                revision=revision,
+                next=target,
+                answered=prog["answered"],
+                total=prog["total"],
+            )
+        return redirect(target, code=303)
+
+    @app.get("/a/<token>/<int:pos>/<side>.png")
+    def image(token: str, pos: int, side: str):
+        who = annotator(token)
+        it = st.item(db(), who["id"], pos)
+        if it is None or side not in ("A", "B"):
+            abort(404)
+        return send_file(
+            study_dir / it["images"][side],
+            mimetype="image/png",
+            etag=False,
+            last_modified=None,
+            download_name=f"{side}.png",
+        )
+
+    @app.get("/a/<token>/done")
+    def done(token: str):
+        who = annotator(token)
+        rows = (
+            db()
+            .execute(
+                "SELECT a.position, v.choice FROM assignments a LEFT JOIN votes v "
+                "ON v.annotator_id = a.annotator_id AND v.position = a.position WHERE a.annotator_id = ? "
+                "ORDER BY a.position",
+                (who["id"],),
+            )
+            .fetchall()
+        )
+        return render_template("done.html", token=token, rows=rows, progress=st.progress(db(), who["id"]))
+
+    def admin_check(token: str) -> None:
+        expected = st.meta(db())["admin_token"]
+        if not hmac.compare_digest(token.encode(), expected.encode()):
+            abort(404)
+
+    @app.get("/admin/<token>")
+    def admin(token: str):
+        admin_check(token)
+        rows = st.admin_progress(db())
+        summary = st.study_summary(db())
+        return render_template("admin.html", rows=rows, summary=summary, base=request.host_url.rstrip("/"))
+
+    @app.get("/admin/<token>/progress.json")
+    def admin_json(token: str):
+        admin_check(token)
+        rows = [{k: r[k] for k in ("name", "answered", "total", "last")} for r in st.admin_progress(db())]
+        return jsonify(annotators=rows, summary=st.study_summary(db()))
+
+    @app.errorhandler(404)
+    def _not_found(_e):
+        return render_template("message.html", title="Not found", message="Nothing here."), 404
+
+    @app.errorhandler(400)
+    def _bad_request(e):
+        return render_template("message.html", title="Bad request", message=e.description), 400
+
+    return app
+
+
+def annotator_links(study_dir: str | Path, base_url: str) -> tuple[list[tuple[str, str]], str]:
+    """([(annotator name, personal link), ...], admin link) for a server at ``base_url``."""
+    base_url = base_url.rstrip("/")
+    conn = st.connect(study_dir)
+    try:
+        links = [(r["name"], f"{base_url}/a/{r['token']}/") for r in st.annotators(conn)]
+        admin = f"{base_url}/admin/{st.meta(conn)['admin_token']}"
+    finally:
+        conn.close()
+    return links, admin
+
+
+def serve(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8765, quiet: bool = True) -> None:
+    """Run the app on a threaded WSGI server until interrupted. Every acknowledged vote is already committed, so
+    stopping (or killing) the server at any moment loses none."""
+    from werkzeug.serving import make_server
+
+    app = create_app(study_dir)
+    if quiet:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server(host, port, app, threaded=True)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    links, admin = annotator_links(study_dir, f"http://{shown_host}:{server.server_port}")
+    print(f"serving study {Path(study_dir)} on http://{host}:{server.server_port} (Ctrl-C to stop)")
+    print("annotator links (send each person only their own):")
+    for name, link in links:
+        print(f"  {name}: {link}")
+    print(f"admin (progress): {admin}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
