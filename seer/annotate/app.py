@@ -66,7 +66,7 @@ def create_app(study_dir: str | Path) -> Flask:
 
     @app.get("/")
     def index():
-        return render_template("message.html", title="SEER annotation", message="Open your personal link to start.")
+        return render_template("message.html", title="Image comparison study", message="Open your personal link to start.")
 
     @app.get("/a/<token>/")
     def resume(token: str):
