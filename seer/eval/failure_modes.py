@@ -107,3 +107,14 @@ def failure_mode_table(items: Iterable[Classified]) -> dict[str, dict[str, float
         "simple": mode_rates([it for it in items if difficulty(it.category) == "simple"]),
         "hard": mode_rates([it for it in items if difficulty(it.category) == "hard"]),
     }
+
+
+def classify_system(judge: Any, samples: Sequence[Any], system: Any) -> list[Classified]:
+    """Classify every test case of a policy system (``seer.eval.win_ratio.System``) with the judge's assessment of
+    its image."""
+    out = []
+    for s in samples:
+        o = system.outputs[s.id]
+        mode = classify(s.instruction, s.prompt, o.reprompt, judge.assess(s, system.image(s.id)))
+        out.append(Classified(s.id, s.category, s.distribution, mode))
+    return out
