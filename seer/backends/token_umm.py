@@ -1,0 +1,611 @@
+"""The token-UMM backend: a Hugging Face causal LM over word tokens plus discrete image tokens (Janus/Chameleon in
+miniature), with a :class:`~seer.backends.image_tokenizer.PatchCodebook` turning images into codes and back.
+
+Sequence formats (the one source of truth; ``seer world pretrain`` trains on exactly these)::
+
+    text task         <bos> {context} <sep> {completion} <eos>        each <image> → <boi> <img_c1> … <img_cL> <eoi>
+    image generation  <bos> <gen> {prompt} <boi> <img_c1> … <img_cL> <eoi>
+
+θ and ϕ (paper Sec. 3.1): ϕ = the image-token rows of ``embed_tokens`` and ``lm_head`` plus the image tokenizer; θ is
+every other parameter, including the shared transformer body, as in Janus where the LLM trains while the generation
+embeddings and head stay frozen. The embedding and output matrices hold both, so θ includes them whole: a gradient
+hook zeroes the ϕ rows' gradients and :meth:`TokenUMMBackend.after_optimizer_step` copies the saved ϕ rows back, so
+AdamW's weight decay cannot move them either.
+
+Text sampling and scoring use the same restricted vocabulary (text tokens and ``<eos>``; image tokens and
+``<pad> <unk> <bos> <sep> <gen> <boi> <eoi>`` masked), so the log-probs the sampler saw at temperature 1 equal the
+ones :meth:`TokenUMMBackend.token_logprobs` recomputes. Every sampled row draws its noise from its own
+``torch.Generator`` (Gumbel-max), so a row's result depends on its own inputs and seed only, not on its batch-mates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from seer.backends.base import (
+    IMAGE_PLACEHOLDER,
+    BackendError,
+    Completion,
+    Context,
+    SamplingParams,
+    check_image,
+    read_backend_meta,
+    write_backend_meta,
+)
+from seer.backends.image_tokenizer import PatchCodebook
+from seer.backends.text_tokenizer import (
+    BOI,
+    BOS,
+    EOI,
+    EOS,
+    GEN,
+    PAD,
+    SEP,
+    UNK,
+    build_word_tokenizer,
+    collect_words,
+    decode,
+    image_token_range,
+)
+from seer.prompts import DEFAULT_TEMPLATES, NO_INSTRUCTION
+
+KIND = "token_umm"
+DTYPES = ("float32", "bfloat16")
+_MODEL_FILES = ("config.json", "model.safetensors")
+_TOKENIZER_FILE = "tokenizer.json"
+
+
+def collate(examples: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad ``(input_ids, loss_mask)`` examples into ``input_ids``, ``attention_mask`` and ``labels`` (B, S)
+    LongTensors. ``labels`` is ``input_ids`` where the loss mask is 1 and -100 elsewhere, aligned with the inputs
+    (not shifted), as ``LlamaForCausalLM(input_ids, attention_mask, labels=labels)`` expects."""
+    if not examples:
+        raise BackendError("collate: no examples")
+    S = max(len(ids) for ids, _ in examples)
+    B = len(examples)
+    input_ids = torch.full((B, S), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((B, S), dtype=torch.long)
+    labels = torch.full((B, S), -100, dtype=torch.long)
+    for b, (ids, mask) in enumerate(examples):
+        if len(ids) != len(mask):
+            raise BackendError(f"collate: example {b} has {len(ids)} ids but a loss mask of {len(mask)}")
+        ids_t = torch.as_tensor(list(ids), dtype=torch.long)
+        mask_t = torch.as_tensor(list(mask), dtype=torch.bool)
+        input_ids[b, : len(ids)] = ids_t
+        attention_mask[b, : len(ids)] = 1
+        labels[b, : len(ids)] = torch.where(mask_t, ids_t, torch.full_like(ids_t, -100))
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _row_seed(*entropy: int) -> int:
+    """A 63-bit seed mixed from integers (any sign), so nearby seeds give unrelated streams."""
+    words = np.random.SeedSequence([int(e) % (1 << 64) for e in entropy]).generate_state(2, dtype=np.uint32)
+    return int((int(words[0]) << 31) ^ int(words[1])) & ((1 << 63) - 1)
+
+
+def _gumbel(generators: Sequence[torch.Generator], n: int) -> torch.Tensor:
+    """(B, n) Gumbel noise, row b drawn from ``generators[b]`` only."""
+    u = torch.stack([torch.rand(n, generator=g, dtype=torch.float64) for g in generators])
+    u = u.clamp_(1e-12, 1.0 - 1e-12)
+    return (-torch.log(-torch.log(u))).to(torch.float32)
+
+
+def _filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Set logits outside the top-k / nucleus top-p set to -inf; (B, V) → (B, V)."""
+    if top_k and 0 < top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if 0.0 < top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # drop a token once the mass of the tokens before it already reaches top_p (the first is always kept)
+        drop_sorted = (probs.cumsum(-1) - probs) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, -math.inf)
+    return logits
+
+
+class TokenUMMBackend:
+    """A :class:`~seer.backends.base.UnifiedBackend` over a ``LlamaForCausalLM`` with text and image tokens."""
+
+    kind = KIND
+
+    def __init__(
+        self,
+        model: LlamaForCausalLM,
+        tokenizer: PreTrainedTokenizerFast,
+        image_tokenizer: PatchCodebook,
+        *,
+        max_batch: int = 32,
+        image_temperature: float = 1.0,
+        dtype: str = "float32",
+        device: str | torch.device = "cpu",
+    ):
+        if dtype not in DTYPES:
+            raise BackendError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if max_batch < 1:
+            raise BackendError(f"max_batch must be >= 1, got {max_batch}")
+        if image_temperature < 0:
+            raise BackendError(f"image_temperature must be >= 0 (0 = argmax), got {image_temperature}")
+        if len(tokenizer) != model.config.vocab_size:
+            raise BackendError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+                               f"{model.config.vocab_size}")
+        self.image_start, self.num_image_codes = image_token_range(tokenizer)
+        if self.num_image_codes != image_tokenizer.num_codes:
+            raise BackendError(f"tokenizer has {self.num_image_codes} image tokens but the image tokenizer has "
+                               f"{image_tokenizer.num_codes} codes")
+        self.model = model.to(device).float()
+        self.model.eval()  # no dropout in this model; eval() only keeps HF from warning
+        self.tokenizer = tokenizer
+        self.image_tokenizer = image_tokenizer
+        self.device = torch.device(device)
+        self.max_batch = int(max_batch)
+        self.image_temperature = float(image_temperature)
+        self.dtype = dtype
+
+        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (PAD, UNK, BOS, EOS, SEP, GEN, BOI, EOI)}
+        self.pad_id, self.unk_id, self.bos_id, self.eos_id = ids[PAD], ids[UNK], ids[BOS], ids[EOS]
+        self.sep_id, self.gen_id, self.boi_id, self.eoi_id = ids[SEP], ids[GEN], ids[BOI], ids[EOI]
+        self.num_text = self.image_start  # text ids are [0, image_start): the restricted vocabulary lives there
+        masked = [self.pad_id, self.unk_id, self.bos_id, self.sep_id, self.gen_id, self.boi_id, self.eoi_id]
+        self._text_bias = torch.zeros(self.num_text, device=self.device)
+        self._text_bias[masked] = -math.inf
+        self._allowed_text = torch.isfinite(self._text_bias).cpu()
+
+        self._phi_rows = slice(self.image_start, self.image_start + self.num_image_codes)
+        self._phi_params = {
+            "model.embed_tokens.weight": self.model.get_input_embeddings().weight,
+            "lm_head.weight": self.model.get_output_embeddings().weight,
+        }
+        self._phi_saved = {k: p[self._phi_rows].detach().clone() for k, p in self._phi_params.items()}
+        for p in self._phi_params.values():
+            p.register_hook(self._zero_phi_grad)
+        self._train_module: torch.nn.Module = self.model
+        self._reference: LlamaForCausalLM | None = None
+        self.set_reference()
+
+    # -- construction ------------------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        words: Sequence[str],
+        codebook: PatchCodebook,
+        *,
+        hidden: int = 256,
+        layers: int = 4,
+        heads: int = 4,
+        intermediate: int | None = None,
+        max_position: int = 512,
+        seed: int = 0,
+        **options: Any,
+    ) -> TokenUMMBackend:
+        """A randomly initialised model over ``words`` and the codebook's image codes. ``intermediate`` defaults
+        to ~8/3 · hidden (the SwiGLU ratio of Llama), rounded up to a multiple of 32. ``options`` go to
+        ``__init__`` (``max_batch``, ``image_temperature``, ``dtype``, ``device``)."""
+        if hidden % heads:
+            raise BackendError(f"hidden size {hidden} is not divisible by the number of heads {heads}")
+        tokenizer = build_word_tokenizer(words, codebook.num_codes)
+        if intermediate is None:
+            intermediate = 32 * math.ceil(8 * hidden / 3 / 32)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=intermediate,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            max_position_embeddings=max_position,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+            attention_dropout=0.0,
+            pad_token_id=tokenizer.convert_tokens_to_ids(PAD),
+            bos_token_id=tokenizer.convert_tokens_to_ids(BOS),
+            eos_token_id=tokenizer.convert_tokens_to_ids(EOS),
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = LlamaForCausalLM(config)
+        return cls(model, tokenizer, codebook, **options)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: str | None = None,
+        max_batch: int | None = None,
+        image_temperature: float | None = None,
+    ) -> TokenUMMBackend:
+        """Open a directory written by :meth:`save`. Options left ``None`` take the saved values."""
+        path = Path(path)
+        meta = read_backend_meta(path)
+        meta_file = path / "backend.json"
+        if meta["kind"] != KIND:
+            raise BackendError(f"{meta_file}: kind is {meta['kind']!r}, expected {KIND!r}")
+        for name in (*_MODEL_FILES, _TOKENIZER_FILE, PatchCodebook.FILE):
+            if not (path / name).is_file():
+                raise BackendError(f"{path / name}: missing; a token_umm checkpoint needs {', '.join(_MODEL_FILES)}, "
+                                   f"{_TOKENIZER_FILE} and {PatchCodebook.FILE}")
+        try:
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
+        except Exception as e:  # tokenizers raises plain Exceptions for a corrupted file
+            raise BackendError(f"{path / _TOKENIZER_FILE}: cannot be read as a tokenizer ({e})") from e
+        codebook = PatchCodebook.load(path)
+        try:
+            config = LlamaConfig.from_pretrained(str(path))
+        except Exception as e:
+            raise BackendError(f"{path / 'config.json'}: cannot be read as a LlamaConfig ({e})") from e
+        if len(tokenizer) != config.vocab_size:
+            raise BackendError(f"{path / _TOKENIZER_FILE}: tokenizer has {len(tokenizer)} tokens but "
+                               f"{path / 'config.json'} says vocab_size {config.vocab_size}")
+        try:
+            _, num_codes = image_token_range(tokenizer)
+        except BackendError as e:
+            raise BackendError(f"{path / _TOKENIZER_FILE}: {e}") from e
+        if num_codes != codebook.num_codes:
+            raise BackendError(f"{path / PatchCodebook.FILE}: codebook has {codebook.num_codes} codes but "
+                               f"{path / _TOKENIZER_FILE} has {num_codes} image tokens")
+        for key, have in (("num_image_codes", codebook.num_codes), ("tokens_per_image", codebook.tokens_per_image),
+                          ("vocab_size", config.vocab_size)):
+            if key in meta and int(meta[key]) != have:
+                raise BackendError(f"{meta_file}: {key} is {meta[key]} but the checkpoint's files give {have}")
+        if "image_size" in meta and tuple(meta["image_size"]) != tuple(codebook.image_size):
+            raise BackendError(f"{meta_file}: image_size is {meta['image_size']} but {path / PatchCodebook.FILE} "
+                               f"has {list(codebook.image_size)}")
+        try:
+            model = LlamaForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+        except Exception as e:
+            raise BackendError(f"{path / 'model.safetensors'}: cannot be loaded ({e})") from e
+        return cls(
+            model,
+            tokenizer,
+            codebook,
+            max_batch=meta.get("max_batch", 32) if max_batch is None else max_batch,
+            image_temperature=meta.get("image_temperature", 1.0) if image_temperature is None else image_temperature,
+            dtype=meta.get("dtype", "float32") if dtype is None else dtype,
+            device=device,
+        )
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))
+        self.image_tokenizer.save(path)
+        write_backend_meta(
+            path,
+            KIND,
+            vocab_size=self.model.config.vocab_size,
+            num_image_codes=self.num_image_codes,
+            tokens_per_image=self.image_tokenizer.tokens_per_image,
+            image_size=list(self.image_tokenizer.image_size),
+            image_tokenizer="patch_codebook",
+            max_batch=self.max_batch,
+            image_temperature=self.image_temperature,
+            dtype=self.dtype,
+        )
+
+    # -- sequence formats ----------------------------------------------------------------------------------------
+    def _words(self, text: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        # text can never smuggle image codes in: "<img_3>" typed into a prompt is an unknown word
+        return [i if i < self.image_start else self.unk_id for i in ids]
+
+    def _image_ids(self, image: Any, where: str) -> list[int]:
+        image = check_image(image, where)
+        h, w = self.image_tokenizer.image_size
+        if image.shape[:2] != (h, w):
+            raise BackendError(f"{where}: expected a ({h}, {w}, 3) image for this model's image tokenizer, "
+                               f"got {tuple(image.shape)}")
+        codes = self.image_tokenizer.encode(image[None])[0]
+        return [self.image_start + int(c) for c in codes]
+
+    def encode_context(self, context: Context | str, where: str = "context") -> list[int]:
+        """``<bos> {context} <sep>`` with each ``<image>`` expanded into ``<boi>`` codes ``<eoi>``."""
+        if isinstance(context, str):
+            context = Context(context)
+        parts = context.text.split(IMAGE_PLACEHOLDER)
+        ids = [self.bos_id]
+        for i, part in enumerate(parts):
+            if i:
+                ids += [self.boi_id, *self._image_ids(context.images[i - 1], f"{where} image {i - 1}"), self.eoi_id]
+            ids += self._words(part)
+        ids.append(self.sep_id)
+        return ids
+
+    def encode_completion(self, completion: str) -> list[int]:
+        """A completion's tokens followed by ``<eos>``."""
+        return [*self._words(completion), self.eos_id]
+
+    def encode_text_example(self, context: Context | str, completion: str) -> tuple[list[int], list[int]]:
+        """``(input_ids, loss_mask)`` of a text task; the loss covers the completion and its ``<eos>``."""
+        ctx, comp = self.encode_context(context), self.encode_completion(completion)
+        return ctx + comp, [0] * len(ctx) + [1] * len(comp)
+
+    def encode_image_prompt(self, prompt: str) -> list[int]:
+        """``<bos> <gen> {prompt} <boi>``: what image generation continues from."""
+        return [self.bos_id, self.gen_id, *self._words(prompt), self.boi_id]
+
+    def encode_image_example(self, prompt: str, image: Any) -> tuple[list[int], list[int]]:
+        """``(input_ids, loss_mask)`` of an image-generation example; the loss covers the codes and ``<eoi>``."""
+        head = self.encode_image_prompt(prompt)
+        tail = [*self._image_ids(image, f"image for prompt {prompt!r}"), self.eoi_id]
+        return head + tail, [0] * len(head) + [1] * len(tail)
+
+    def collate(self, examples: Sequence[tuple[Sequence[int], Sequence[int]]]) -> dict[str, torch.Tensor]:
+        return collate(examples, self.pad_id)
+
+    def decode_text(self, ids: Sequence[int]) -> str:
+        return decode(self.tokenizer, ids)
+
+    # -- forwards ------------------------------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == "bfloat16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _check_length(self, n: int, what: str) -> None:
+        limit = self.model.config.max_position_embeddings
+        if n > limit:
+            raise BackendError(f"{what} needs {n} positions but the model has max_position_embeddings={limit}")
+
+    @torch.no_grad()
+    def _sample(
+        self, prompts: list[list[int]], max_new: int, pick: Any, generators: list[torch.Generator], stop: bool
+    ) -> tuple[list[list[int]], list[list[float]], list[bool]]:
+        """KV-cache decoding of left-padded ``prompts``; ``pick(logits (B, V), generators) -> (tokens, logprobs)``.
+        Returns per row the new tokens (up to and including ``<eos>`` when ``stop``), their log-probs, and whether
+        the row hit ``max_new`` without ``<eos>``."""
+        B, L = len(prompts), max(len(p) for p in prompts)
+        dev = self.device
+        input_ids = torch.full((B, L), self.pad_id, dtype=torch.long, device=dev)
+        attn = torch.zeros((B, L), dtype=torch.long, device=dev)
+        for b, p in enumerate(prompts):
+            input_ids[b, L - len(p) :] = torch.as_tensor(p, dtype=torch.long)
+            attn[b, L - len(p) :] = 1
+        pos = (attn.cumsum(1) - 1).clamp(min=0)
+        with self._autocast():
+            out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True,
+                             logits_to_keep=1)
+        cache, logits = out.past_key_values, out.logits[:, -1].float()
+        next_pos = pos[:, -1:] + 1  # (B, 1)
+        done = torch.zeros(B, dtype=torch.bool, device=dev)
+        tokens, logps = [], []
+        for step in range(max_new):
+            tok, lp = pick(logits, generators)  # (B,), (B,)
+            tok = torch.where(done, torch.full_like(tok, self.pad_id), tok)
+            tokens.append(tok)
+            logps.append(lp)
+            if stop:
+                done = done | (tok == self.eos_id)
+            if step == max_new - 1 or bool(done.all()):
+                break
+            attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=dev)], 1)
+            with self._autocast():
+                out = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
+                                 past_key_values=cache, use_cache=True)
+            cache, logits = out.past_key_values, out.logits[:, -1].float()
+            next_pos = next_pos + 1
+        T = torch.stack(tokens, 1).cpu()  # (B, steps)
+        P = torch.stack(logps, 1).cpu()
+        rows, row_lps, truncated = [], [], []
+        for b in range(B):
+            ids = T[b].tolist()
+            n = ids.index(self.eos_id) + 1 if stop and self.eos_id in ids else len(ids)
+            rows.append(ids[:n])
+            row_lps.append(P[b, :n].tolist())
+            truncated.append(not (stop and self.eos_id in ids[:n]))
+        return rows, row_lps, truncated
+
+    def generate_text(
+        self, contexts: Sequence[Context], n: int, sampling: SamplingParams, seed: int | None = None
+    ) -> list[list[Completion]]:
+        if n < 1:
+            raise BackendError(f"n must be >= 1, got {n}")
+        if sampling.max_new_tokens < 1:
+            raise BackendError(f"max_new_tokens must be >= 1, got {sampling.max_new_tokens}")
+        if not sampling.greedy and sampling.temperature <= 0:
+            raise BackendError(f"temperature must be > 0 when sampling (use greedy=True for argmax), got "
+                               f"{sampling.temperature}")
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        encoded = [self.encode_context(c, f"context {i}") for i, c in enumerate(contexts)]
+        for i, ids in enumerate(encoded):
+            self._check_length(len(ids) + sampling.max_new_tokens, f"context {i} plus max_new_tokens")
+        rows = [(i, j) for i in range(len(encoded)) for j in range(n)]
+        temperature = 1.0 if sampling.greedy else sampling.temperature
+        bias = self._text_bias
+
+        def pick(logits: torch.Tensor, gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+            z = logits[:, : self.num_text] / temperature + bias  # (B, V_text), masked ids at -inf
+            logp_all = z.log_softmax(-1)
+            if sampling.greedy:
+                tok = z.argmax(-1)
+            else:
+                z = _filter_top_k_top_p(z, sampling.top_k, sampling.top_p)
+                tok = (z + _gumbel(gens, z.shape[-1]).to(z.device)).argmax(-1)
+            return tok, logp_all.gather(-1, tok[:, None]).squeeze(-1)
+
+        out: list[list[Completion]] = [[] for _ in encoded]
+        for s in range(0, len(rows), self.max_batch):
+            chunk = rows[s : s + self.max_batch]
+            gens = [torch.Generator().manual_seed(_row_seed(seed, i, j)) for i, j in chunk]
+            ids, lps, trunc = self._sample([encoded[i] for i, _ in chunk], sampling.max_new_tokens, pick, gens, True)
+            for (i, _), t, lp, tr in zip(chunk, ids, lps, trunc, strict=True):
+                out[i].append(Completion(token_ids=t, text=self.decode_text(t), logprobs=lp, truncated=tr))
+        return out
+
+    def generate_images(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[np.ndarray]:
+        if len(prompts) != len(seeds):
+            raise BackendError(f"generate_images: {len(prompts)} prompts but {len(seeds)} seeds")
+        L = self.image_tokenizer.tokens_per_image
+        encoded = [self.encode_image_prompt(p) for p in prompts]
+        for i, ids in enumerate(encoded):
+            self._check_length(len(ids) + L, f"image prompt {i} plus {L} image tokens")
+        lo, K, temperature = self.image_start, self.num_image_codes, self.image_temperature
+
+        def pick(logits: torch.Tensor, gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+            z = logits[:, lo : lo + K]  # (B, K): only image tokens can be drawn
+            if temperature == 0:
+                code = z.argmax(-1)
+            else:
+                code = (z / temperature + _gumbel(gens, K).to(z.device)).argmax(-1)
+            return code + lo, torch.zeros(code.shape[0])
+
+        images: list[np.ndarray] = []
+        for s in range(0, len(encoded), self.max_batch):
+            gens = [torch.Generator().manual_seed(_row_seed(0x1A6E, seed)) for seed in seeds[s : s + self.max_batch]]
+            ids, _, _ = self._sample(encoded[s : s + self.max_batch], L, pick, gens, False)
+            codes = np.asarray(ids, dtype=np.int64) - lo
+            images.extend(self.image_tokenizer.decode(codes))
+        return images
+
+    def token_logprobs(
+        self, contexts: Sequence[Context], completions: Sequence[Sequence[int]], *, reference: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(contexts) != len(completions):
+            raise BackendError(f"token_logprobs: {len(contexts)} contexts but {len(completions)} completions")
+        comps = [[int(t) for t in c] for c in completions]
+        for b, comp in enumerate(comps):
+            for t, tok in enumerate(comp):
+                if not (0 <= tok < self.num_text) or not self._allowed_text[tok]:
+                    raise BackendError(f"completion {b} token {t}: id {tok} is not a text token of the sampling "
+                                       f"vocabulary (text ids < {self.num_text}, without pad/unk/bos/sep/gen/boi/eoi)")
+        encoded = [self.encode_context(c, f"context {i}") for i, c in enumerate(contexts)]
+        T = max((len(c) for c in comps), default=0)
+        B = len(comps)
+        mask = torch.zeros((B, T), device=self.device)
+        for b, comp in enumerate(comps):
+            mask[b, : len(comp)] = 1.0
+        if T == 0:
+            return torch.zeros((B, 0), device=self.device), mask
+        chunks = []
+        for s in range(0, B, self.max_batch):
+            fn = self._score_reference if reference else self._score
+            chunks.append(fn(encoded[s : s + self.max_batch], comps[s : s + self.max_batch], T))
+        return torch.cat(chunks, 0) * mask, mask
+
+    @torch.no_grad()
+    def _score_reference(self, ctxs: list[list[int]], comps: list[list[int]], T: int) -> torch.Tensor:
+        assert self._reference is not None
+        return self._score(ctxs, comps, T, module=self._reference)
+
+    def _score(
+        self, ctxs: list[list[int]], comps: list[list[int]], T: int, module: torch.nn.Module | None = None
+    ) -> torch.Tensor:
+        """(B, T) log-probs of ``comps`` after ``ctxs`` (right-padded, padding positions hold garbage)."""
+        module = self._train_module if module is None else module
+        seqs = [c + x for c, x in zip(ctxs, comps, strict=True)]
+        for i, s in enumerate(seqs):
+            self._check_length(len(s), f"context {i} plus its completion")
+        B, S = len(seqs), max(len(s) for s in seqs)
+        dev = self.device
+        input_ids = torch.full((B, S), self.pad_id, dtype=torch.long, device=dev)
+        attn = torch.zeros((B, S), dtype=torch.long, device=dev)
+        targets = torch.full((B, T), self.eos_id, dtype=torch.long, device=dev)
+        for b, s in enumerate(seqs):
+            input_ids[b, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+            attn[b, : len(s)] = 1
+            targets[b, : len(comps[b])] = torch.as_tensor(comps[b], dtype=torch.long)
+        # logits at position ctx_len - 1 + t predict completion token t; keep only the tail that holds them
+        first = min(len(c) for c in ctxs) - 1
+        keep = S - first
+        with self._autocast():
+            logits = module(input_ids=input_ids, attention_mask=attn, logits_to_keep=keep).logits  # (B, keep, V)
+        idx = torch.tensor([[len(c) - 1 + t - first for t in range(T)] for c in ctxs], device=dev).clamp(max=keep - 1)
+        z = logits[..., : self.num_text].float()
+        z = z.gather(1, idx[..., None].expand(-1, -1, z.shape[-1])) + self._text_bias  # (B, T, V_text)
+        return z.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+
+    # -- θ / ϕ ---------------------------------------------------------------------------------------------------
+    def _zero_phi_grad(self, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        grad[self._phi_rows] = 0
+        return grad
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def frozen_state(self) -> dict[str, torch.Tensor]:
+        rows = f"[{self.image_start}:{self.image_start + self.num_image_codes}]"
+        state = {f"{k}{rows}": p[self._phi_rows].detach().clone() for k, p in self._phi_params.items()}
+        state["image_tokenizer.centroids"] = torch.from_numpy(self.image_tokenizer.centroids.copy())
+        return state
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        for k, p in self._phi_params.items():
+            p[self._phi_rows] = self._phi_saved[k]
+
+    def set_reference(self) -> None:
+        ref = copy.deepcopy(self.model)
+        ref.requires_grad_(False)
+        ref.eval()
+        self._reference = ref
+
+    def train_module(self) -> torch.nn.Module:
+        return self.model
+
+    def use_train_module(self, module: torch.nn.Module) -> None:
+        """Use ``module`` (e.g. a DDP wrapper of :meth:`train_module`) for differentiable forwards; generation
+        keeps using the unwrapped model, which shares its parameters."""
+        self._train_module = module
+
+    def model_summary(self) -> dict[str, Any]:
+        cfg = self.model.config
+        total = sum(p.numel() for p in self.model.parameters())
+        phi_rows = sum(p[self._phi_rows].numel() for p in self._phi_params.values())
+        return {
+            "kind": KIND,
+            "theta_params": total - phi_rows,
+            "phi_params": phi_rows + int(self.image_tokenizer.centroids.size),
+            "phi_model_rows": phi_rows,
+            "phi_image_tokenizer": int(self.image_tokenizer.centroids.size),
+            "total_model_params": total,
+            "vocab_size": cfg.vocab_size,
+            "text_tokens": self.num_text,
+            "image_codes": self.num_image_codes,
+            "tokens_per_image": self.image_tokenizer.tokens_per_image,
+            "image_size": list(self.image_tokenizer.image_size),
+            "hidden": cfg.hidden_size,
+            "layers": cfg.num_hidden_layers,
+            "heads": cfg.num_attention_heads,
+            "intermediate": cfg.intermediate_size,
+            "max_position": cfg.max_position_embeddings,
+            "dtype": self.dtype,
+        }
+
+
+# words of a tiny world, so the tiny backend can tokenise everyday test prompts without <unk>
+_TINY_WORDS = (
+    "a an the of in on with and or it is to as from made make turn into out entirely carved "
+    "cat dog bird fish house tree car cup ball apple flower boat "
+    "red green blue yellow black white orange purple small big "
+    "ice wood glass stone metal paper gold fire water "
+    "above below top side view front back left right close far "
+    "0 1 2 3 4 5 6 7 8 9 , . ? ! : ; ' ( ) -"
+).split()
+
+
+def tiny_words() -> list[str]:
+    """The tiny backend's vocabulary: every word of the default templates, the verdicts A/B, and ``_TINY_WORDS``."""
+    texts = [DEFAULT_TEMPLATES.system, DEFAULT_TEMPLATES.evaluator, DEFAULT_TEMPLATES.reprompt]
+    texts = [t.replace("{instruction}", " ").replace("{prompt}", " ") for t in texts]
+    return collect_words([*texts, "A B", NO_INSTRUCTION, " ".join(_TINY_WORDS)])
+
+
+def tiny_random_backend(seed: int = 0, **options: Any) -> TokenUMMBackend:
+    """A random, very small token UMM for fast tests: hidden 32, 2 layers, 16×16 images in 4×4 patches (16 tokens
+    per image), 32 image codes."""
+    codebook = PatchCodebook.random(32, (16, 16), 4, seed=seed)
+    return TokenUMMBackend.create(tiny_words(), codebook, hidden=32, layers=2, heads=2, intermediate=64,
+                                  max_position=512, seed=seed, **options)
