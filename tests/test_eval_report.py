@@ -98,7 +98,7 @@ def test_figures_curves_and_grid(tmp_path):
                          "time_rollout_s": 1.0}) for i in range(10)]
     metrics.write_text("\n".join(lines) + "\n{not json")
     assert figures.curve_keys(figures.read_metrics(metrics)) == {
-        "reward": ["reward_mean"], "accuracy": ["accuracy"], "KL": ["kl"]}
+        "reward": ["reward_mean"], "accuracy": ["accuracy"], "KL": ["kl"], "training health": []}
     png = figures.plot_curves(metrics, tmp_path / "curves.png", "rlvr")
     assert png.is_file() and png.stat().st_size > 1000
     assert figures.plot_curves(tmp_path / "missing.jsonl", tmp_path / "x.png", "x") is None

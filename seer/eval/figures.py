@@ -13,9 +13,10 @@ import numpy as np
 
 # which metrics go in which panel: a key belongs to the first panel whose words it contains
 CURVE_PANELS = (
-    ("reward", ("reward",)),
     ("accuracy", ("acc",)),
+    ("reward", ("reward",)),
     ("KL", ("kl",)),
+    ("training health", ("zero_spread", "failure_rate", "truncation")),
 )
 
 
@@ -64,7 +65,7 @@ def curve_keys(records: Sequence[dict]) -> dict[str, list[str]]:
 
 
 def plot_curves(metrics_path: str | Path, out_path: str | Path, title: str) -> Path | None:
-    """One PNG with a reward, an accuracy and a KL panel against the step; None if the file has no such metrics."""
+    """One PNG with accuracy, reward, KL and health panels against the step; None if the file has no such metrics."""
     records = read_metrics(metrics_path)
     panels = {t: ks for t, ks in curve_keys(records).items() if ks}
     if not panels:
