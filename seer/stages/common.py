@@ -1,0 +1,363 @@
+"""The loop both SEER stages share: rollout → reward → group advantage → GRPO loss → optimizer step.
+
+A stage supplies its curriculum as a list of :class:`Phase` (RLVR: basic alignment then visual instruction; RLMT:
+one phase) and a ``rollout(query, seed, timings) -> Group`` function that samples G completions for one query and
+scores them. :func:`train_phases` does the rest: data order, sharding over processes, the update, metrics,
+samples, checkpoints and resume.
+
+Multi-process (``accelerate launch``): each process takes every ``world``-th query of a step's batch, computes its
+share of the loss (each query's group loss divided by the number of queries in the *global* batch) and backpropagates;
+the gradients are then summed over processes with one all-reduce of a flat buffer. We all-reduce instead of wrapping
+``train_module()`` in DDP because a step runs one backward per query group and the processes can hold different
+numbers of groups (the last batch of an epoch), which DDP's per-backward synchronisation cannot express without
+hangs; the sum of the per-process losses is exactly the mean over the global batch, so one process and N processes
+take the same step. Per-query seeds depend on the query's position in the global batch, never on the process, so the
+rollouts do not depend on the number of processes either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from seer.backends.base import Completion, Context, SamplingParams
+from seer.rl.grpo import group_advantages, grpo_loss
+from seer.run import Cursor, Run, frozen_digest
+
+TIME_KEYS = ("rollout", "images", "judge", "update")
+
+
+@dataclass
+class Group:
+    """The G scored completions of one query: per completion the accuracy reward, the format reward and the total
+    reward ``R = R_acc + w · R_format``; ``info`` holds per-completion details for samples.jsonl."""
+
+    query_id: str
+    context: Context
+    completions: list[Completion]
+    accuracy: list[float]
+    format: list[float]
+    reward: list[float]
+    info: list[dict[str, Any]] = field(default_factory=list)
+    extra_sums: dict[str, float] = field(default_factory=dict)  # stage-specific metric sums (reduced like the rest)
+
+
+@dataclass
+class Phase:
+    """One curriculum phase: its queries, learning rate, epochs, and what to do once it is done."""
+
+    name: str
+    queries: list[Any]
+    lr: float
+    epochs: int
+    on_end: Callable[[], None] | None = None
+
+    def batches_per_epoch(self, queries_per_step: int) -> int:
+        return math.ceil(len(self.queries) / queries_per_step)
+
+
+class Dist:
+    """Process group facts: rank, world size, and the two collectives the loop needs. Single-process unless the
+    script was started by ``accelerate launch`` / ``torchrun`` (``WORLD_SIZE`` > 1)."""
+
+    def __init__(self) -> None:
+        self.rank, self.world = 0, 1
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from accelerate import PartialState
+
+            state = PartialState()
+            self.rank, self.world = state.process_index, state.num_processes
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def sum_grads(self, params: list[torch.nn.Parameter]) -> None:
+        """All-reduce (sum) the gradients of ``params`` in one flat buffer."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset : offset + n].view_as(p).clone()
+            offset += n
+
+    def sum_dict(self, sums: dict[str, float]) -> dict[str, float]:
+        """Sum a dict of floats over processes (every process must pass the same keys)."""
+        if self.world == 1:
+            return dict(sums)
+        import torch.distributed as dist
+
+        keys = sorted(sums)
+        t = torch.tensor([float(sums[k]) for k in keys], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return dict(zip(keys, t.tolist(), strict=True))
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+@contextlib.contextmanager
+def timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] += time.perf_counter() - t0
+
+
+def derive_seed(*entropy: int) -> int:
+    """A 31-bit seed from integers (run seed, phase, epoch, query position, ...), stable across machines."""
+    return int(np.random.SeedSequence([int(e) for e in entropy]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def sampling_params(cfg: Any) -> SamplingParams:
+    return SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k)
+
+
+def expected_image_size(backend: Any) -> tuple[int, int] | None:
+    """(H, W) the backend's image tokenizer needs, when it says so."""
+    size = getattr(backend, "image_size", None)
+    if size is None:
+        size = getattr(getattr(backend, "image_tokenizer", None), "image_size", None)
+    return tuple(size) if size is not None else None
+
+
+def check_contexts(backend: Any, contexts: list[tuple[str, Context]]) -> dict[str, Any]:
+    """Encode every (where, context) with the backend when it can (token UMM: ``encode_context``), so an image of
+    the wrong shape or a context longer than the model fail before training; returns unknown-word counts."""
+    encode = getattr(backend, "encode_context", None)
+    if encode is None:
+        return {"checked": False}
+    unk = getattr(backend, "unk_id", None)
+    unknown, longest = 0, 0
+    for where, ctx in contexts:
+        ids = encode(ctx, where)
+        longest = max(longest, len(ids))
+        unknown += sum(1 for i in ids if i == unk) if unk is not None else 0
+        check_length = getattr(backend, "_check_length", None)
+        if check_length is not None:
+            check_length(len(ids), where)
+    return {"checked": True, "unknown_tokens": unknown, "longest_context": longest}
+
+
+def make_optimizer(backend: Any, cfg: Any, lr: float) -> torch.optim.Optimizer:
+    """AdamW (paper Sec. 4.1) over θ only."""
+    return torch.optim.AdamW(backend.trainable_parameters(), lr=lr, weight_decay=cfg.weight_decay)
+
+
+def grpo_update(
+    backend: Any, optimizer: torch.optim.Optimizer, groups: list[Group], cfg: Any, dist: Dist, n_global: int
+) -> dict[str, float]:
+    """One GRPO step (μ = 1) over this process's groups; returns metric sums (to be summed over processes)."""
+    params = backend.trainable_parameters()
+    optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, float] = defaultdict(float)
+    for g in groups:
+        ids = [c.token_ids for c in g.completions]
+        contexts = [g.context] * len(ids)
+        logp, mask = backend.token_logprobs(contexts, ids)  # (G, T), grad through θ
+        with torch.no_grad():
+            ref_logp, _ = backend.token_logprobs(contexts, ids, reference=True)
+        adv = group_advantages(torch.tensor([g.reward]), cfg.adv_eps)[0].to(logp.device)  # Eq. 8, (G,)
+        loss, stats = grpo_loss(logp, logp.detach(), ref_logp.to(logp), adv, mask.to(logp), cfg.epsilon, cfg.beta)
+        (loss / n_global).backward()  # summed over groups and processes = mean over the global batch
+        sums["loss"] += stats.loss / n_global
+        sums["kl_sum"] += stats.kl
+        sums["clip_tokens"] += stats.clip_fraction * stats.tokens
+        sums["tokens"] += stats.tokens
+    dist.sum_grads(params)
+    if cfg.grad_clip > 0:
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    else:
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+    optimizer.step()
+    backend.after_optimizer_step()
+    optimizer.zero_grad(set_to_none=True)
+    sums["grad_norm"] = float(norm) / dist.world  # identical on every process after the all-reduce
+    return sums
+
+
+def group_sums(groups: list[Group]) -> dict[str, float]:
+    """Metric sums over this process's groups."""
+    s: dict[str, float] = defaultdict(float)
+    for g in groups:
+        r = torch.tensor(g.reward, dtype=torch.float64)
+        std = float(r.std(unbiased=False))
+        s["queries"] += 1
+        s["completions"] += len(g.reward)
+        s["reward_sum"] += float(r.sum())
+        s["accuracy_sum"] += sum(g.accuracy)
+        s["format_sum"] += sum(g.format)
+        s["group_std_sum"] += std
+        s["zero_spread"] += float(std == 0.0)
+        s["truncated"] += sum(c.truncated for c in g.completions)
+        s["length_sum"] += sum(len(c.token_ids) for c in g.completions)
+        for k, v in g.extra_sums.items():
+            s[k] += v
+    return s
+
+
+def step_metrics(s: dict[str, float], timings: dict[str, float], world: int, lr: float, phase: int,
+                 epoch: int, extra_keys: dict[str, str]) -> dict[str, Any]:
+    """Turn summed counters into the per-step metrics of the run's metrics.jsonl."""
+    n, q = max(s["completions"], 1), max(s["queries"], 1)
+    wall = sum(timings[k] for k in TIME_KEYS) / world
+    m = {
+        "phase": phase + 1,
+        "epoch": epoch,
+        "lr": lr,
+        "reward_mean": s["reward_sum"] / n,
+        "accuracy_reward_mean": s["accuracy_sum"] / n,
+        "format_reward_mean": s["format_sum"] / n,
+        "format_failure_rate": 1 - s["format_sum"] / n,
+        "group_std_mean": s["group_std_sum"] / q,
+        "zero_spread_fraction": s["zero_spread"] / q,
+        "truncation_rate": s["truncated"] / n,
+        "completion_length_mean": s["length_sum"] / n,
+        "kl": s["kl_sum"] / q,
+        "clip_fraction": s["clip_tokens"] / max(s["tokens"], 1),
+        "loss": s["loss"],
+        "grad_norm": s["grad_norm"],
+        "queries": int(s["queries"]),
+    }
+    for key, denominator in extra_keys.items():  # stage metrics: name -> which counter divides it
+        m[key] = s[key] / max(s[denominator], 1)
+    for k in TIME_KEYS:
+        m[f"time_{k}"] = timings[k] / world
+    m["samples_per_s"] = s["completions"] / wall if wall > 0 else 0.0
+    return m
+
+
+def _advance(cursor: Cursor, phase: Phase, queries_per_step: int) -> Cursor:
+    c = Cursor(cursor.step + 1, cursor.phase, cursor.epoch, cursor.batch + 1)
+    if c.batch >= phase.batches_per_epoch(queries_per_step):
+        c.epoch, c.batch = c.epoch + 1, 0
+    return c
+
+
+def train_phases(
+    cfg: Any,
+    backend: Any,
+    optimizer: torch.optim.Optimizer,
+    phases: list[Phase],
+    rollout: Callable[[Any, int, dict[str, float]], Group],
+    run: Run,
+    dist: Dist,
+    cursor: Cursor,
+    extra_metrics: dict[str, str] | None = None,
+) -> Cursor:
+    """Run the curriculum from ``cursor`` to the end (or to ``cfg.max_steps``), checkpointing as configured.
+    Returns the final cursor."""
+    extra_metrics = extra_metrics or {}
+    Q = cfg.queries_per_step
+    frozen_at_start = frozen_digest(backend.frozen_state())
+    total = sum(p.batches_per_epoch(Q) * p.epochs for p in phases)
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    bar = tqdm(total=total, initial=min(cursor.step, total), desc=f"seer {cfg.stage}", disable=not dist.is_main,
+               dynamic_ncols=True)
+
+    def checkpoint(c: Cursor) -> None:
+        if frozen_digest(backend.frozen_state()) != frozen_at_start:
+            raise RuntimeError("the generation parameters ϕ changed during training; they must stay frozen")
+        run.save_state(backend, optimizer, c)
+        dist.barrier()
+
+    while cursor.phase < len(phases):
+        phase = phases[cursor.phase]
+        if cursor.epoch >= phase.epochs or not phase.queries:
+            if phase.on_end is not None:
+                phase.on_end()
+            cursor = Cursor(cursor.step, cursor.phase + 1, 0, 0)
+            checkpoint(cursor)
+            continue
+        if cfg.max_steps and cursor.step >= cfg.max_steps:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = phase.lr
+        order = np.random.default_rng([cfg.seed, cursor.phase, cursor.epoch]).permutation(len(phase.queries))
+        batch = order[cursor.batch * Q : (cursor.batch + 1) * Q]
+        timings: dict[str, float] = defaultdict(float)
+        groups = []
+        for pos in range(dist.rank, len(batch), dist.world):  # this process's shard of the batch
+            seed = derive_seed(cfg.seed, cursor.phase, cursor.epoch, cursor.batch * Q + pos)
+            groups.append(rollout(phase.queries[batch[pos]], seed, timings))
+        with timed(timings, "update"):
+            sums = grpo_update(backend, optimizer, groups, cfg, dist, n_global=len(batch))
+        sums.update(group_sums(groups))
+        for k in TIME_KEYS:
+            sums[f"time_{k}"] = timings[k]
+        sums = dist.sum_dict({k: sums.get(k, 0.0) for k in _metric_keys(extra_metrics)})
+        timings = {k: sums.pop(f"time_{k}") for k in TIME_KEYS}
+        epoch_before = cursor.epoch
+        cursor = _advance(cursor, phase, Q)
+        if cursor.step % cfg.log_every == 0:
+            run.log_metrics(cursor.step, step_metrics(sums, timings, dist.world, phase.lr, cursor.phase,
+                                                      epoch_before, extra_metrics))
+        if cursor.step % cfg.sample_every == 0 and groups:
+            run.log_samples(cursor.step, sample_records(groups[0]))
+        bar.update(1)
+        bar.set_postfix(phase=cursor.phase + 1, reward=f"{sums['reward_sum'] / max(sums['completions'], 1):.3f}")
+        if cursor.step % cfg.save_every == 0 or (cfg.max_steps and cursor.step >= cfg.max_steps):
+            checkpoint(cursor)
+    bar.close()
+    return cursor
+
+
+def _metric_keys(extra: dict[str, str]) -> list[str]:
+    keys = ["loss", "kl_sum", "clip_tokens", "tokens", "grad_norm", "queries", "completions", "reward_sum",
+            "accuracy_sum", "format_sum", "group_std_sum", "zero_spread", "truncated", "length_sum"]
+    keys += [f"time_{k}" for k in TIME_KEYS]
+    keys += [k for pair in extra.items() for k in pair]
+    return sorted(set(keys))
+
+
+def sample_records(group: Group) -> list[dict[str, Any]]:
+    """One record per completion of a group, for samples.jsonl."""
+    out = []
+    for i, c in enumerate(group.completions):
+        rec = {"query_id": group.query_id, "completion": c.text, "reward": group.reward[i],
+               "accuracy": group.accuracy[i], "format": group.format[i], "truncated": c.truncated}
+        if i < len(group.info):
+            rec.update(group.info[i])
+        out.append(rec)
+    return out
+
+
+_CONFIG_KIND = object()
+
+
+def open_model(path: str, cfg: Any, kind: Any = _CONFIG_KIND) -> Any:
+    """Load a backend from ``path`` with the config's backend kind (unless ``kind`` is given; None = read it from
+    backend.json), dtype and device."""
+    from seer.backends.base import load_backend
+
+    kwargs = {"device": cfg.device}
+    if cfg.dtype is not None:
+        kwargs["dtype"] = cfg.dtype
+    return load_backend(path, kind=cfg.backend if kind is _CONFIG_KIND else kind, **kwargs)
+
+
+def print_summary(title: str, summary: dict[str, Any]) -> None:
+    import json
+
+    print(f"{title}\n{json.dumps(summary, indent=2, default=str)}")

@@ -1,0 +1,171 @@
+"""Stage 2 — RLMT, the reprompting policy (paper Sec. 3.4.2, Eq. 9–11).
+
+The policy sees only text, ``(instruction a, prompt p0)``, and writes reasoning then a reprompt p. For each valid
+reprompt p_i the frozen generator draws ``x_i = G(p_i)`` and the baseline ``x0 = G(a ⊕ p0)`` with the *same* seed
+(one seed per query), so a comparison isolates the prompt. The evaluator — the frozen RLVR checkpoint, or the live
+policy with ``self_judge`` — judges each pair ``(x_i, x0)`` greedily, shown in a seeded random order; Eq. 9 gives
+reward 1 when it prefers x_i. An unparseable reprompt earns 0 and no image is drawn for it. The reference policy is
+the initial policy; ϕ is checked bit-identical at every checkpoint. Writes the policy checkpoint ``<run>/model/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seer.backends.base import BackendError, Context, SamplingParams
+from seer.config import RLMTConfig, resolve_checkpoint
+from seer.data import DataError, Sample, load_samples
+from seer.prompts import parse_reprompt, parse_verdict
+from seer.rewards import preference_reward, reprompt_format_reward, total_reward
+from seer.run import Cursor, Run, check_run_dir, load_state, seed_everything
+from seer.stages.common import (
+    Dist,
+    Group,
+    Phase,
+    check_contexts,
+    derive_seed,
+    expected_image_size,
+    make_optimizer,
+    open_model,
+    print_summary,
+    sampling_params,
+    timed,
+    train_phases,
+)
+
+EXTRA_METRICS = {  # metric (a summed counter) -> the counter it is divided by
+    "win_rate_vs_naive": "valid_reprompts",  # Eq. 9 rewards of valid reprompts: how often x beats x0
+    "reprompt_words_mean": "valid_reprompts",
+    "judge_format_failure_rate": "judgements",
+}
+
+
+def reprompt_context(cfg: RLMTConfig, sample: Sample) -> Context:
+    return Context(cfg.templates.reprompt_text(sample.instruction, sample.prompt))
+
+
+def judge_pairs(judge: Any, cfg: RLMTConfig, sample: Sample, x0: np.ndarray, xs: list[np.ndarray], seed: int,
+                timings: dict[str, float]) -> tuple[list[float], int]:
+    """Eq. 9 for each reprompt image in ``xs`` against the baseline ``x0``: the evaluator sees the pair in a seeded
+    random order (or both orders, averaged). Returns the rewards and the number of unparseable verdicts."""
+    text = cfg.templates.evaluator_text(sample.instruction, sample.prompt)
+    contexts, positions = [], []
+    for j, x in enumerate(xs):
+        first = "A" if np.random.default_rng(derive_seed(seed, 0xB0, j)).random() < 0.5 else "B"
+        orders = (first, "B" if first == "A" else "A") if cfg.judge_both_orders else (first,)
+        for pos in orders:
+            contexts.append(Context(text, (x, x0) if pos == "A" else (x0, x)))
+            positions.append(pos)
+    greedy = SamplingParams(max_new_tokens=cfg.judge_max_new_tokens, greedy=True)
+    with timed(timings, "judge"):
+        verdicts = [g[0].text for g in judge.generate_text(contexts, 1, greedy, seed=derive_seed(seed, 0xC0))]
+    per_order = [preference_reward(v, pos) for v, pos in zip(verdicts, positions, strict=True)]
+    k = 2 if cfg.judge_both_orders else 1
+    rewards = [sum(per_order[j * k : (j + 1) * k]) / k for j in range(len(xs))]
+    return rewards, sum(not parse_verdict(v).ok for v in verdicts)
+
+
+def rollout(policy: Any, judge: Any, cfg: RLMTConfig, sample: Sample, seed: int, timings: dict[str, float]) -> Group:
+    """Sample G reprompts for one (a, p0), draw their images and the baseline's, and let the evaluator score them."""
+    context = reprompt_context(cfg, sample)
+    with timed(timings, "rollout"):
+        completions = policy.generate_text([context], cfg.group_size, sampling_params(cfg), seed=seed)[0]
+    parsed = [parse_reprompt(c.text) for c in completions]
+    valid = [i for i, p in enumerate(parsed) if p.ok]
+    accuracy = [0.0] * len(completions)
+    unparseable_verdicts = 0
+    if valid:
+        image_seed = derive_seed(seed, 0x1A6E)  # one seed per query: x_i and x0 share their sampling noise
+        prompts = [sample.naive_prompt] + [parsed[i].answer for i in valid]
+        with timed(timings, "images"):
+            images = policy.generate_images(prompts, [image_seed] * len(prompts))
+        rewards, unparseable_verdicts = judge_pairs(judge, cfg, sample, images[0], images[1:], seed, timings)
+        for i, r in zip(valid, rewards, strict=True):
+            accuracy[i] = r
+    fmt = [reprompt_format_reward(c.text) for c in completions]
+    return Group(
+        query_id=sample.id,
+        context=context,
+        completions=completions,
+        accuracy=accuracy,
+        format=fmt,
+        reward=[total_reward(a, f, cfg.format_weight) for a, f in zip(accuracy, fmt, strict=True)],
+        info=[{"reprompt": p.answer, "naive_prompt": sample.naive_prompt} for p in parsed],
+        extra_sums={
+            "valid_reprompts": float(len(valid)),
+            "win_rate_vs_naive": float(sum(accuracy[i] for i in valid)),
+            "reprompt_words_mean": float(sum(len(parsed[i].answer.split()) for i in valid)),
+            "judgements": float(len(valid) * (2 if cfg.judge_both_orders else 1)),
+            "judge_format_failure_rate": float(unparseable_verdicts),
+        },
+    )
+
+
+def open_policy_and_judge(cfg: RLMTConfig) -> tuple[Any, Any, dict[str, str]]:
+    """The policy (from ``init``, default the evaluator checkpoint) and the frozen evaluator (or the policy itself
+    with ``self_judge``)."""
+    evaluator_dir = resolve_checkpoint(cfg.evaluator, "evaluator")
+    if cfg.init is None:
+        init_dir = evaluator_dir
+    else:
+        init_dir = Path(cfg.init) if cfg.backend else resolve_checkpoint(cfg.init, "init")
+    policy = open_model(str(init_dir), cfg)
+    if cfg.self_judge:
+        judge = policy
+    else:
+        judge = open_model(str(evaluator_dir), cfg, kind=None)  # a seer checkpoint: backend.json names the kind
+    if expected_image_size(policy) != expected_image_size(judge):
+        raise BackendError(f"evaluator {evaluator_dir} expects images of size {expected_image_size(judge)} but the "
+                           f"policy {init_dir} generates {expected_image_size(policy)}")
+    return policy, judge, {"evaluator_dir": str(evaluator_dir), "init_dir": str(init_dir)}
+
+
+def train(cfg: RLMTConfig) -> Path:
+    """Run stage 2 and return the run directory (``<output_dir>/<name>/rlmt``)."""
+    dist = Dist()
+    check_run_dir(cfg)
+    samples = [s for s in load_samples(cfg.samples, check_images=False) if s.split == cfg.split]
+    if not samples:
+        raise DataError(f"{cfg.samples}: no samples with split {cfg.split!r}")
+    policy, judge, paths = open_policy_and_judge(cfg)
+    contexts = [(f"{cfg.samples}: record {s.id!r}", reprompt_context(cfg, s)) for s in samples]
+    summary = {
+        "run_dir": str(cfg.run_dir),
+        **paths,
+        "self_judge": cfg.self_judge,
+        "backend": getattr(policy, "kind", type(policy).__name__),
+        "theta_params": sum(p.numel() for p in policy.trainable_parameters()),
+        "samples": len(samples),
+        "steps": -(-len(samples) // cfg.queries_per_step) * cfg.epochs,
+        "image_size": expected_image_size(policy),
+        "contexts": check_contexts(policy, contexts),
+    }
+    if cfg.dry_run:
+        # one baseline image judged against itself: generation and the evaluator's context both work
+        x0 = policy.generate_images([samples[0].naive_prompt], [cfg.seed])[0]
+        summary["judge_check"] = check_contexts(
+            judge, [("evaluator context", Context(cfg.templates.evaluator_text(samples[0].instruction,
+                                                                             samples[0].prompt), (x0, x0)))])
+        if dist.is_main:
+            print_summary("seer train rlmt --dry-run: everything validated; nothing was written", summary)
+        return cfg.run_dir
+
+    seed_everything(cfg.seed)
+    run = Run(cfg, dist.is_main, derived=summary)
+    optimizer = make_optimizer(policy, cfg, cfg.lr)
+    cursor = Cursor()
+    if cfg.resume:
+        cursor, _ = load_state(cfg.run_dir, policy, optimizer)
+    run.open_writers(purge_after=cursor.step)
+    phases = [Phase("reprompting", samples, cfg.lr, cfg.epochs)]
+    try:
+        train_phases(cfg, policy, optimizer, phases, lambda s, seed, t: rollout(policy, judge, cfg, s, seed, t), run,
+                     dist, cursor, extra_metrics=EXTRA_METRICS)
+        run.save_model(policy)
+    finally:
+        run.close()
+    dist.barrier()
+    return cfg.run_dir
