@@ -126,3 +126,13 @@ def understanding_accuracy(
     if out:
         out["overall"] = float(np.mean(list(out.values())))
     return out
+
+
+def world_understanding_probes(n_per_column: int, seed: int = 0) -> list[UnderstandingProbe]:
+    """The world's understanding probes (captioning, concrete and abstract QA) in its pretraining formats; empty
+    when the world does not provide them."""
+    try:
+        from seer.world.pretrain import understanding_probes
+    except ImportError:
+        return []
+    return [UnderstandingProbe(**p) if isinstance(p, dict) else p for p in understanding_probes(n_per_column, seed)]

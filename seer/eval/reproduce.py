@@ -1,0 +1,520 @@
+"""``seer reproduce``: the paper's pipeline and tables from the shipped base world model, in one resumable command.
+
+Steps, in order, each leaving ``<out>/steps/<name>.json`` (its result and wall time) when it finishes, so a rerun with
+``--resume`` skips what is done and an interrupted training stage continues from its own checkpoint:
+
+    data        seer world build-data                → <out>/data/
+    rlvr        RLVR phase 1 → phase 2 (evaluator)   → <out>/runs/seer/rlvr/{phase1_model,model}
+    rlmt        RLMT (reprompting policy)            → <out>/runs/seer/rlmt/model
+    table1      evaluator accuracy: zero-shot, phase-1 only, SEER-Eval
+    systems     every reprompt source's reprompts and images (same generator, same seeds)
+    win_ratio   Tables 2–3 with the oracle judge; pairs.jsonl for `seer annotate`
+    failure     failure modes of the base policy and of SEER (App. A.4.3)
+    general     generation and understanding accuracy of base / RLVR / RLMT
+    report      figures, report.json, REPORT.md
+
+``--quick`` runs a reduced protocol (fewer epochs, fewer test cases and bootstrap draws) for a first look; the
+default is the full protocol (the paper's 10 epochs per stage). Nothing here tunes anything on the test set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from seer.io import atomic_write_json, atomic_write_text
+
+RUN_NAME = "seer"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How much of everything a reproduction runs."""
+
+    epochs_phase1: int = 10  # paper: 10 epochs per stage
+    epochs_phase2: int = 10
+    epochs_rlmt: int = 10
+    max_steps_rlvr: int = 0  # 0 = all epochs
+    max_steps_rlmt: int = 0
+    test_limit: int = 0  # 0 = the whole test set
+    n_boot: int = 10_000
+    general_per_column: int = 50
+    understanding_per_column: int = 50
+    grid_cases_per_category: int = 3
+    stage_overrides: dict[str, Any] = field(default_factory=dict)  # extra config keys for both stages
+
+
+FULL = Protocol()
+QUICK = Protocol(epochs_phase1=1, epochs_phase2=1, epochs_rlmt=1, max_steps_rlvr=12, max_steps_rlmt=8,
+                 test_limit=24, n_boot=2000, general_per_column=12, understanding_per_column=12,
+                 grid_cases_per_category=2)
+
+
+@dataclass
+class Reproduction:
+    """One reproduction run: where it writes and with what protocol."""
+
+    out: Path
+    protocol: Protocol
+    quick: bool = False
+    seed: int = 0
+    base: Path | None = None  # the base world model; default: the shipped one
+    command: str = ""
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    # -- paths --------------------------------------------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return self.out / "data"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.out / "runs"
+
+    @property
+    def rlvr_dir(self) -> Path:
+        return self.runs_dir / RUN_NAME / "rlvr"
+
+    @property
+    def rlmt_dir(self) -> Path:
+        return self.runs_dir / RUN_NAME / "rlmt"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.out / "eval"
+
+    def marker(self, name: str) -> Path:
+        return self.out / "steps" / f"{name}.json"
+
+    def base_dir(self) -> Path:
+        if self.base is not None:
+            return Path(self.base)
+        from seer.world import base_dir
+
+        return Path(base_dir())
+
+
+# -- the step runner ------------------------------------------------------------------------------------------------
+def run_step(rep: Reproduction, name: str, fn: Callable[[Reproduction], Any], log: Callable[[str], None]) -> Any:
+    """Run ``fn`` unless its marker exists; record the wall time either way. Returns the step's result."""
+    marker = rep.marker(name)
+    if marker.is_file():
+        rec = json.loads(marker.read_text())
+        rep.steps.append({"name": name, "wall_time_s": rec["wall_time_s"], "status": "done (earlier run)"})
+        log(f"[reproduce] {name}: already done ({rec['wall_time_s']:.1f} s), skipped")
+        return rec["result"]
+    log(f"[reproduce] {name} ...")
+    t0 = time.perf_counter()
+    result = fn(rep)
+    wall = time.perf_counter() - t0
+    atomic_write_json(marker, {"name": name, "wall_time_s": wall, "finished": _now(), "result": result})
+    rep.steps.append({"name": name, "wall_time_s": wall, "status": "done"})
+    log(f"[reproduce] {name}: done in {wall:.1f} s")
+    return result
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# -- steps ----------------------------------------------------------------------------------------------------------
+def step_data(rep: Reproduction) -> dict[str, Any]:
+    from seer.world.build_data import build_data
+
+    summary = build_data(rep.data_dir, base=rep.base_dir(), seed=rep.seed)
+    return {"data_dir": str(rep.data_dir), "summary": summary if isinstance(summary, dict) else None}
+
+
+def _stage_flags(rep: Reproduction, run_dir: Path) -> dict[str, Any]:
+    """Common stage keys; an interrupted stage resumes from its own checkpoint, a half-created one restarts."""
+    from seer.run import STATE_DIR
+
+    flags: dict[str, Any] = {"name": RUN_NAME, "output_dir": str(rep.runs_dir), "seed": rep.seed,
+                             **rep.protocol.stage_overrides}
+    if (run_dir / STATE_DIR).is_dir():
+        flags["resume"] = True
+    elif run_dir.exists():
+        flags["overwrite"] = True
+    return flags
+
+
+def step_rlvr(rep: Reproduction) -> dict[str, Any]:
+    from seer.config import RLVRConfig, load_config
+    from seer.stages import rlvr
+
+    p = rep.protocol
+    cfg = load_config(RLVRConfig, flags={
+        **_stage_flags(rep, rep.rlvr_dir), "model": str(rep.base_dir()),
+        "quadruplets": str(rep.data_dir / "quadruplets_train.jsonl"),
+        "epochs_phase1": p.epochs_phase1, "epochs_phase2": p.epochs_phase2, "max_steps": p.max_steps_rlvr,
+    })
+    return {"run_dir": str(rlvr.train(cfg))}
+
+
+def step_rlmt(rep: Reproduction) -> dict[str, Any]:
+    from seer.config import RLMTConfig, load_config
+    from seer.stages import rlmt
+
+    p = rep.protocol
+    cfg = load_config(RLMTConfig, flags={
+        **_stage_flags(rep, rep.rlmt_dir), "evaluator": str(rep.rlvr_dir),
+        "samples": str(rep.data_dir / "samples.jsonl"), "epochs": p.epochs_rlmt, "max_steps": p.max_steps_rlmt,
+    })
+    return {"run_dir": str(rlmt.train(cfg))}
+
+
+def _checkpoints(rep: Reproduction) -> dict[str, Path]:
+    return {"base": rep.base_dir(), "phase1": rep.rlvr_dir / "phase1_model", "rlvr": rep.rlvr_dir / "model",
+            "rlmt": rep.rlmt_dir / "model"}
+
+
+def _open(rep: Reproduction, which: str) -> Any:
+    from seer.eval.common import open_checkpoint
+
+    ck = _checkpoints(rep)
+    return open_checkpoint(ck[which], reference=ck["base"])
+
+
+def _test_quadruplets(rep: Reproduction) -> Path:
+    return rep.data_dir / "quadruplets_test.jsonl"
+
+
+def _test_samples(rep: Reproduction) -> list[Any]:
+    from seer.data import load_samples
+
+    samples = load_samples(rep.data_dir / "samples_test.jsonl")
+    return _limit(samples, rep.protocol.test_limit)
+
+
+def _limit(items: list[Any], n: int) -> list[Any]:
+    """The first ``n`` items taking categories and distributions in turn, so a reduced test set keeps every cell."""
+    if not n or n >= len(items):
+        return items
+    buckets: dict[tuple[str, str], list[Any]] = {}
+    for it in items:
+        buckets.setdefault((it.distribution, it.category), []).append(it)
+    out: list[Any] = []
+    while len(out) < n:
+        for b in buckets.values():
+            if b and len(out) < n:
+                out.append(b.pop(0))
+    keep = {id(x) for x in out}
+    return [it for it in items if id(it) in keep]
+
+
+def step_table1(rep: Reproduction) -> dict[str, Any]:
+    from seer.eval.evaluator import evaluate_evaluator
+
+    rows = []
+    for key, which, label in (("zero_shot", "base", "Zero-shot (base)"), ("phase1", "phase1", "Phase 1 Only"),
+                              ("seer_eval", "rlvr", "SEER-Eval")):
+        backend = _open(rep, which)
+        rows.append(evaluate_evaluator(
+            backend, _test_quadruplets(rep), key=key, label=label, limit=rep.protocol.test_limit or None,
+            n_boot=rep.protocol.n_boot, seed=rep.seed,
+            judgments_path=rep.eval_dir / "table1" / f"{key}.jsonl"))
+        del backend
+    atomic_write_json(rep.eval_dir / "table1.json", {"rows": rows})
+    return {"rows": rows}
+
+
+SYSTEMS = (
+    # name, label, source: a checkpoint key for a policy, or "naive" / an external reprompter's class name
+    ("seer", "SEER", "rlmt"),
+    ("naive", "Naive concatenation", "naive"),
+    ("base_cot", "Base (CoT)", "base"),
+    ("rlvr_only", "RLVR-only", "rlvr"),
+    ("verbose_expander", "VerboseExpander", "VerboseExpander"),
+    ("knowledgeable_rewriter", "KnowledgeableRewriter", "KnowledgeableRewriter"),
+)
+TABLE2_OPPONENTS = ("verbose_expander", "knowledgeable_rewriter")
+TABLE3_OPPONENTS = ("naive", "base_cot", "rlvr_only")
+
+
+def step_systems(rep: Reproduction) -> dict[str, Any]:
+    from seer.eval import win_ratio as W
+
+    samples = _test_samples(rep)
+    generator = _open(rep, "rlmt")  # SEER-Gen: every system's prompt goes through SEER's own checkpoint
+    out = {}
+    for name, label, source in SYSTEMS:
+        if source in ("base", "rlvr", "rlmt"):
+            policy = generator if source == "rlmt" else _open(rep, source)
+            reprompts = W.policy_reprompts(policy, samples, desc=f"reprompts: {label}")
+        elif source == "naive":
+            reprompts = W.naive_reprompts(samples)
+        else:
+            from seer.world import reprompters
+
+            reprompts = W.external_reprompts(getattr(reprompters, source)(), samples)
+        system = W.build_system(name, label, samples, reprompts, generator, rep.eval_dir / "systems" / name,
+                                seed=rep.seed)
+        out[name] = {"label": label, "avg_words": system.avg_words(), "format_failures": system.format_failures,
+                     "n": len(system.outputs)}
+    return out
+
+
+def _systems(rep: Reproduction) -> dict[str, Any]:
+    from seer.eval.win_ratio import load_system
+
+    return {name: load_system(rep.eval_dir / "systems" / name) for name, _, _ in SYSTEMS}
+
+
+def _judge() -> Any:
+    from seer.eval.judge import default_judge
+
+    return default_judge()
+
+
+def step_win_ratio(rep: Reproduction) -> dict[str, Any]:
+    from seer.eval import win_ratio as W
+    from seer.eval.judge import EvaluatorJudge
+
+    samples = _test_samples(rep)
+    systems = _systems(rep)
+    judge = _judge()
+    seer = systems["seer"]
+    result: dict[str, Any] = {}
+    raw_all = {}
+    for table, names in (("table2", TABLE2_OPPONENTS), ("table3", TABLE3_OPPONENTS)):
+        rows, raw = W.judge_scores_table(judge, samples, seer, [systems[n] for n in names],
+                                         n_boot=rep.protocol.n_boot, seed=rep.seed)
+        result[table] = {"rows": rows, "seer_avg_words": seer.avg_words(),
+                         "seer_format_failures": seer.format_failures}
+        raw_all.update(raw)
+    W.export_pairs(rep.eval_dir / "pairs.jsonl", samples, seer,
+                   [systems[n] for n in TABLE3_OPPONENTS + TABLE2_OPPONENTS])
+    # the evaluator-error diagnostic: does the RLMT reward's evaluator agree with the judge on SEER-vs-naive pairs?
+    evaluator = EvaluatorJudge(_open(rep, "rlvr"), name="seer_eval")
+    result["diagnostics"] = W.evaluator_agreement(evaluator.compare_many, samples, seer, systems["naive"],
+                                                  raw_all["naive"])
+    atomic_write_json(rep.eval_dir / "scores.json", {"case_ids": [s.id for s in samples], "scores": raw_all})
+    return result
+
+
+def step_failure(rep: Reproduction) -> dict[str, Any]:
+    from seer.eval.failure_modes import classify_system, failure_mode_table
+
+    samples = _test_samples(rep)
+    systems = _systems(rep)
+    judge = _judge()
+    return {key: failure_mode_table(classify_system(judge, samples, systems[name]))
+            for key, name in (("base", "base_cot"), ("rlvr_only", "rlvr_only"), ("seer", "seer"))}
+
+
+def step_general(rep: Reproduction) -> dict[str, Any]:
+    from seer.eval import general as G
+
+    judge = _judge()
+    cases = G.generation_cases(rep.protocol.general_per_column, seed=rep.seed + 1)
+    probes = G.world_understanding_probes(rep.protocol.understanding_per_column, seed=rep.seed + 2)
+    gen_rows, und_rows = [], []
+    ceiling = None
+    for key, label in (("base", "Base"), ("rlvr", "After RLVR (Stage 1)"), ("rlmt", "After RLMT (SEER)")):
+        backend = _open(rep, key)
+        gen_rows.append({"key": key, "label": label,
+                         "cells": G.generation_accuracy(backend, judge.read_attributes, cases, desc=f"gen: {label}")})
+        if ceiling is None:
+            ceiling = G.tokenizer_ceiling(backend.image_tokenizer, judge.read_attributes, cases)
+        if probes:
+            und_rows.append({"key": key, "label": label,
+                             "cells": G.understanding_accuracy(backend, probes, desc=f"und: {label}")})
+        del backend
+    gen_cols = [*G.GENERATION_COLUMNS, "overall"]
+    out = {"generation": {"columns": gen_cols, "rows": gen_rows, "ceiling": ceiling,
+                          "n_per_column": rep.protocol.general_per_column}}
+    if und_rows:
+        cols = [c for c in und_rows[0]["cells"] if c != "overall"] + ["overall"]
+        out["understanding"] = {"columns": cols, "rows": und_rows,
+                                "n_per_column": rep.protocol.understanding_per_column}
+    return out
+
+
+def training_summary(run_dir: Path) -> dict[str, Any]:
+    """What tells whether a stage trained healthily, from its metrics.jsonl: first and last reward/accuracy, the
+    mean fraction of zero-spread groups, final KL, format failures — per curriculum phase."""
+    from seer.eval.figures import read_metrics
+
+    records = read_metrics(run_dir / "metrics.jsonl")
+    if not records:
+        return {}
+    out: dict[str, Any] = {"steps": len(records)}
+    phases = sorted({r.get("phase", 1) for r in records})
+    for ph in phases:
+        rs = [r for r in records if r.get("phase", 1) == ph]
+        tag = f"phase {ph} " if len(phases) > 1 else ""
+        k = max(1, len(rs) // 5)  # first and last fifth of the phase's steps
+        for key in ("reward_mean", "accuracy_reward_mean", "format_failure_rate", "zero_spread_fraction", "kl"):
+            vals = [r[key] for r in rs if isinstance(r.get(key), (int, float))]
+            if vals:
+                out[f"{tag}{key} (first {k} steps)"] = sum(vals[:k]) / len(vals[:k])
+                out[f"{tag}{key} (last {k} steps)"] = sum(vals[-k:]) / len(vals[-k:])
+        out[f"{tag}steps"] = len(rs)
+    return out
+
+
+def step_report(rep: Reproduction) -> dict[str, Any]:
+    """Collect every step's result into report.json, draw the figures, render REPORT.md."""
+    report = build_report(rep)
+    write_report(rep.out, report)
+    return {"report": str(rep.out / "REPORT.md")}
+
+
+def _result(rep: Reproduction, name: str) -> Any:
+    m = rep.marker(name)
+    return json.loads(m.read_text())["result"] if m.is_file() else None
+
+
+def _grids(rep: Reproduction, opponent: str = "base_cot") -> list[str]:
+    from seer.data import CATEGORIES
+    from seer.eval.figures import GridRow, image_grid
+    from seer.eval.win_ratio import load_system
+
+    try:
+        seer, naive, opp = (load_system(rep.eval_dir / "systems" / n) for n in ("seer", "naive", opponent))
+    except FileNotFoundError:
+        return []
+    samples = _test_samples(rep)
+    paths = []
+    for cat in CATEGORIES:
+        cases = [s for s in samples if s.category == cat][: rep.protocol.grid_cases_per_category]
+        if not cases:
+            continue
+        rows = [GridRow(cat, s.instruction, s.prompt, naive.image(s.id), seer.outputs[s.id].prompt_used,
+                        seer.image(s.id), opp.label, opp.image(s.id), opp.outputs[s.id].prompt_used) for s in cases]
+        p = image_grid(rows, rep.out / "figures" / f"grid_{cat}.png", title=cat.replace("_", " "))
+        paths.append(str(p.relative_to(rep.out)))
+    return paths
+
+
+def _curves(rep: Reproduction) -> list[str]:
+    from seer.eval.figures import plot_curves
+
+    paths = []
+    for stage, run_dir in (("rlvr", rep.rlvr_dir), ("rlmt", rep.rlmt_dir)):
+        p = plot_curves(run_dir / "metrics.jsonl", rep.out / "figures" / f"curves_{stage}.png",
+                        f"{stage.upper()} training")
+        if p is not None:
+            paths.append(str(p.relative_to(rep.out)))
+    return paths
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def build_report(rep: Reproduction) -> dict[str, Any]:
+    from seer.eval.report import check_targets
+    from seer.run import package_versions
+
+    data = _result(rep, "data") or {}
+    samples = _test_samples(rep) if (rep.data_dir / "samples_test.jsonl").is_file() else []
+    n_quads = None
+    if _test_quadruplets(rep).is_file():
+        n_quads = sum(1 for line in _test_quadruplets(rep).read_text().splitlines() if '"phase": 2' in line)
+    wall = sum(s["wall_time_s"] for s in rep.steps)
+    complete = all(s["status"] == "done" for s in rep.steps)
+    report: dict[str, Any] = {
+        "meta": {
+            "command": rep.command, "date": _now(), "quick": rep.quick, "seed": rep.seed, "judge": "oracle",
+            "git_commit": _git_commit(), "versions": package_versions(), "python": platform.python_version(),
+            "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "protocol": asdict(rep.protocol), "wall_time_s": wall, "complete": complete,
+            "steps": rep.steps, "n_test_samples": len(samples), "n_test_quadruplets": n_quads,
+            "data": data.get("summary"),
+        },
+    }
+    if (t1 := _result(rep, "table1")) is not None:
+        report["table1"] = t1
+    if (wr := _result(rep, "win_ratio")) is not None:
+        report["table2"], report["table3"] = wr["table2"], wr["table3"]
+        report["diagnostics"] = wr.get("diagnostics")
+    if (fm := _result(rep, "failure")) is not None:
+        report["failure_modes"] = fm
+    if (g := _result(rep, "general")) is not None:
+        report["general"] = g
+    report["training"] = {f"{stage.upper()} ({run_dir.relative_to(rep.out)})": training_summary(run_dir)
+                          for stage, run_dir in (("rlvr", rep.rlvr_dir), ("rlmt", rep.rlmt_dir))
+                          if (run_dir / "metrics.jsonl").is_file()}
+    report["figures"] = {"curves": _curves(rep), "grids": _grids(rep)}
+    report["targets"] = check_targets(report)
+    return report
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    from seer.eval.report import render_report
+
+    atomic_write_json(out / "report.json", report)
+    atomic_write_text(out / "REPORT.md", render_report(report))
+
+
+STEPS: tuple[tuple[str, Callable[[Reproduction], Any]], ...] = (
+    ("data", step_data),
+    ("rlvr", step_rlvr),
+    ("rlmt", step_rlmt),
+    ("table1", step_table1),
+    ("systems", step_systems),
+    ("win_ratio", step_win_ratio),
+    ("failure", step_failure),
+    ("general", step_general),
+)
+
+
+def reproduce(
+    out: str | Path = "runs/reproduce",
+    *,
+    quick: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    seed: int = 0,
+    base: str | Path | None = None,
+    protocol: Protocol | None = None,
+    only: tuple[str, ...] | None = None,
+    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+) -> Path:
+    """Run (or resume) a reproduction into ``out``; returns the path of REPORT.md."""
+    from seer.cli import UserError
+
+    out = Path(out)
+    protocol = protocol or (QUICK if quick else FULL)
+    if (out / "steps").is_dir() and any((out / "steps").iterdir()) and not (resume or overwrite):
+        raise UserError(f"{out}: a reproduction is already there; pass --resume to continue it or --overwrite to "
+                        "start afresh")
+    if overwrite and out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    settings = {"quick": quick, "seed": seed, "protocol": asdict(protocol), "base": str(base) if base else None}
+    settings_file = out / "reproduce.json"
+    if settings_file.is_file():
+        before = json.loads(settings_file.read_text())
+        if before != settings:
+            raise UserError(f"{settings_file}: this reproduction was started with other settings ({before}); "
+                            "resume it with the same flags, or pass --overwrite")
+    else:
+        atomic_write_json(settings_file, settings)
+    rep = Reproduction(out, protocol, quick, seed, Path(base) if base else None,
+                       command=" ".join(["seer", *map(shlex.quote, sys.argv[1:])]) if sys.argv else "")
+    for name, fn in STEPS:
+        if only is not None and name not in only:
+            continue
+        run_step(rep, name, fn, log)
+    rep.marker("report").unlink(missing_ok=True)  # the report always reflects the latest state
+    step_report(rep)
+    log(f"[reproduce] wrote {out / 'REPORT.md'} ({sum(s['wall_time_s'] for s in rep.steps) / 60:.1f} min)")
+    return out / "REPORT.md"
+
