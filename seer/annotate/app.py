@@ -66,7 +66,11 @@ def create_app(study_dir: str | Path) -> Flask:
 
     @app.get("/")
     def index():
-        return render_template("message.html", title="Image comparison study", message="Open your personal link to start.")
+        return render_template("message.html", title="Image comparison", message="Open your personal link to start.")
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return "", 204
 
     @app.get("/a/<token>/")
     def resume(token: str):
