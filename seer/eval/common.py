@@ -67,3 +67,20 @@ def word_count(text: str) -> int:
 def safe_name(text: str) -> str:
     """A file-name-safe version of an id."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
+
+
+def balanced_subset(items: list[Any], n: int) -> list[Any]:
+    """The first ``n`` items taking (distribution, category) cells in turn, so a reduced set keeps every cell of the
+    tables; original order kept. ``n = 0`` or ``n ≥ len(items)`` keeps everything."""
+    if not n or n >= len(items):
+        return list(items)
+    buckets: dict[tuple[str, str], list[Any]] = {}
+    for it in items:
+        buckets.setdefault((it.distribution, it.category), []).append(it)
+    chosen: list[Any] = []
+    while len(chosen) < n:
+        for b in buckets.values():
+            if b and len(chosen) < n:
+                chosen.append(b.pop(0))
+    keep = {id(x) for x in chosen}
+    return [it for it in items if id(it) in keep]

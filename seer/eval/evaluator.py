@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from seer.backends.base import Context, SamplingParams
 from seer.data import DataError, Quadruplet, load_image, load_quadruplets
-from seer.eval.common import backend_image_size
+from seer.eval.common import backend_image_size, balanced_subset
 from seer.eval.stats import COLUMNS, breakdown, position_consistency_rate, summarize_accuracy
 from seer.prompts import DEFAULT_TEMPLATES, Templates, parse_verdict
 
@@ -131,7 +131,8 @@ def evaluate_evaluator(
         raise DataError(f"{quadruplets_path}: no phase-2 (instruction) quadruplets; Table 1 needs them")
     alignment_quads = [q for q in quads if q.phase == 1]
     if limit:
-        instruction_quads, alignment_quads = instruction_quads[:limit], alignment_quads[:limit]
+        instruction_quads = balanced_subset(instruction_quads, limit)
+        alignment_quads = balanced_subset(alignment_quads, limit)
     judgments = judge_quadruplets(backend, instruction_quads + alignment_quads, quadruplets_path.parent,
                                   templates=templates, max_new_tokens=max_new_tokens, desc=f"Table 1: {label}")
     if judgments_path is not None:

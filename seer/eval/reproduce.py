@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from seer.eval.common import balanced_subset
 from seer.io import atomic_write_json, atomic_write_text
 
 RUN_NAME = "seer"
@@ -44,9 +45,10 @@ class Protocol:
     epochs_phase1: int = 10  # paper: 10 epochs per stage
     epochs_phase2: int = 10
     epochs_rlmt: int = 10
-    max_steps_rlvr: int = 0  # 0 = all epochs
-    max_steps_rlmt: int = 0
+    train_limit: int = 0  # train on the first N quadruplets per phase and N samples (0 = all; balanced by cell)
     test_limit: int = 0  # 0 = the whole test set
+    verdict_max_new_tokens: int = 64  # greedy evaluator verdicts at evaluation
+    reprompt_max_new_tokens: int = 96  # greedy reprompts at evaluation
     n_boot: int = 10_000
     general_per_column: int = 50
     understanding_per_column: int = 50
@@ -55,9 +57,8 @@ class Protocol:
 
 
 FULL = Protocol()
-QUICK = Protocol(epochs_phase1=1, epochs_phase2=1, epochs_rlmt=1, max_steps_rlvr=12, max_steps_rlmt=8,
-                 test_limit=24, n_boot=2000, general_per_column=12, understanding_per_column=12,
-                 grid_cases_per_category=2)
+QUICK = Protocol(epochs_phase1=1, epochs_phase2=1, epochs_rlmt=1, train_limit=48, test_limit=24, n_boot=2000,
+                 general_per_column=12, understanding_per_column=12, grid_cases_per_category=2)
 
 
 @dataclass
@@ -148,6 +149,25 @@ def _stage_flags(rep: Reproduction, run_dir: Path) -> dict[str, Any]:
     return flags
 
 
+def _training_file(rep: Reproduction, name: str) -> Path:
+    """The training file, or (``train_limit``) a balanced subset of it written beside it, so image paths stay
+    relative to the same folder. Records of the train split only."""
+    from seer.data import load_quadruplets, load_samples, write_jsonl
+
+    path = rep.data_dir / name
+    n = rep.protocol.train_limit
+    if not n:
+        return path
+    if name.startswith("quadruplets"):
+        records = [q for q in load_quadruplets(path) if q.split == "train"]
+        subset = [q for ph in (1, 2) for q in balanced_subset([q for q in records if q.phase == ph], n)]
+    else:
+        subset = balanced_subset([s for s in load_samples(path) if s.split == "train"], n)
+    out = path.with_name(f"{path.stem}_first{n}.jsonl")
+    write_jsonl(out, subset)
+    return out
+
+
 def step_rlvr(rep: Reproduction) -> dict[str, Any]:
     from seer.config import RLVRConfig, load_config
     from seer.stages import rlvr
@@ -155,8 +175,8 @@ def step_rlvr(rep: Reproduction) -> dict[str, Any]:
     p = rep.protocol
     cfg = load_config(RLVRConfig, flags={
         **_stage_flags(rep, rep.rlvr_dir), "model": str(rep.base_dir()),
-        "quadruplets": str(rep.data_dir / "quadruplets_train.jsonl"),
-        "epochs_phase1": p.epochs_phase1, "epochs_phase2": p.epochs_phase2, "max_steps": p.max_steps_rlvr,
+        "quadruplets": str(_training_file(rep, "quadruplets_train.jsonl")),
+        "epochs_phase1": p.epochs_phase1, "epochs_phase2": p.epochs_phase2,
     })
     return {"run_dir": str(rlvr.train(cfg))}
 
@@ -168,7 +188,7 @@ def step_rlmt(rep: Reproduction) -> dict[str, Any]:
     p = rep.protocol
     cfg = load_config(RLMTConfig, flags={
         **_stage_flags(rep, rep.rlmt_dir), "evaluator": str(rep.rlvr_dir),
-        "samples": str(rep.data_dir / "samples.jsonl"), "epochs": p.epochs_rlmt, "max_steps": p.max_steps_rlmt,
+        "samples": str(_training_file(rep, "samples.jsonl")), "epochs": p.epochs_rlmt,
     })
     return {"run_dir": str(rlmt.train(cfg))}
 
@@ -193,23 +213,7 @@ def _test_samples(rep: Reproduction) -> list[Any]:
     from seer.data import load_samples
 
     samples = load_samples(rep.data_dir / "samples_test.jsonl")
-    return _limit(samples, rep.protocol.test_limit)
-
-
-def _limit(items: list[Any], n: int) -> list[Any]:
-    """The first ``n`` items taking categories and distributions in turn, so a reduced test set keeps every cell."""
-    if not n or n >= len(items):
-        return items
-    buckets: dict[tuple[str, str], list[Any]] = {}
-    for it in items:
-        buckets.setdefault((it.distribution, it.category), []).append(it)
-    out: list[Any] = []
-    while len(out) < n:
-        for b in buckets.values():
-            if b and len(out) < n:
-                out.append(b.pop(0))
-    keep = {id(x) for x in out}
-    return [it for it in items if id(it) in keep]
+    return balanced_subset(samples, rep.protocol.test_limit)
 
 
 def step_table1(rep: Reproduction) -> dict[str, Any]:
@@ -221,6 +225,7 @@ def step_table1(rep: Reproduction) -> dict[str, Any]:
         backend = _open(rep, which)
         rows.append(evaluate_evaluator(
             backend, _test_quadruplets(rep), key=key, label=label, limit=rep.protocol.test_limit or None,
+            max_new_tokens=rep.protocol.verdict_max_new_tokens,
             n_boot=rep.protocol.n_boot, seed=rep.seed,
             judgments_path=rep.eval_dir / "table1" / f"{key}.jsonl"))
         del backend
@@ -250,7 +255,8 @@ def step_systems(rep: Reproduction) -> dict[str, Any]:
     for name, label, source in SYSTEMS:
         if source in ("base", "rlvr", "rlmt"):
             policy = generator if source == "rlmt" else _open(rep, source)
-            reprompts = W.policy_reprompts(policy, samples, desc=f"reprompts: {label}")
+            reprompts = W.policy_reprompts(policy, samples, max_new_tokens=rep.protocol.reprompt_max_new_tokens,
+                                           desc=f"reprompts: {label}")
         elif source == "naive":
             reprompts = W.naive_reprompts(samples)
         else:
@@ -295,7 +301,8 @@ def step_win_ratio(rep: Reproduction) -> dict[str, Any]:
     W.export_pairs(rep.eval_dir / "pairs.jsonl", samples, seer,
                    [systems[n] for n in TABLE3_OPPONENTS + TABLE2_OPPONENTS])
     # the evaluator-error diagnostic: does the RLMT reward's evaluator agree with the judge on SEER-vs-naive pairs?
-    evaluator = EvaluatorJudge(_open(rep, "rlvr"), name="seer_eval")
+    evaluator = EvaluatorJudge(_open(rep, "rlvr"), name="seer_eval",
+                               max_new_tokens=rep.protocol.verdict_max_new_tokens)
     result["diagnostics"] = W.evaluator_agreement(evaluator.compare_many, samples, seer, systems["naive"],
                                                   raw_all["naive"])
     atomic_write_json(rep.eval_dir / "scores.json", {"case_ids": [s.id for s in samples], "scores": raw_all})

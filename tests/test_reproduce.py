@@ -1,0 +1,153 @@
+"""`seer reproduce`: resumable steps, refusal to clobber, and a reduced end-to-end smoke on a tiny random model."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from seer.cli import UserError, main
+from seer.data import Quadruplet, Sample, save_image, write_jsonl
+from seer.eval import reproduce as R
+from seer.eval.common import balanced_subset
+
+
+def _counting_steps(monkeypatch, calls):
+    def make(name):
+        def fn(rep):
+            calls.append(name)
+            return {"step": name}
+        return fn
+
+    monkeypatch.setattr(R, "STEPS", tuple((n, make(n)) for n in ("a", "b", "c")))
+    monkeypatch.setattr(R, "build_report", lambda rep: {"meta": {"steps": rep.steps}})
+
+
+def test_steps_leave_markers_and_resume_skips_them(tmp_path, monkeypatch):
+    calls = []
+    _counting_steps(monkeypatch, calls)
+    out = tmp_path / "rep"
+    R.reproduce(out, quick=True, only=("a", "b"), log=lambda m: None)
+    assert calls == ["a", "b"]
+    assert json.loads((out / "steps/a.json").read_text())["result"] == {"step": "a"}
+    with pytest.raises(UserError, match="--resume"):
+        R.reproduce(out, quick=True, log=lambda m: None)
+    R.reproduce(out, quick=True, resume=True, log=lambda m: None)
+    assert calls == ["a", "b", "c"]  # a and b skipped, c ran
+    report = json.loads((out / "report.json").read_text())
+    assert [s["status"] for s in report["meta"]["steps"]] == ["done (earlier run)", "done (earlier run)", "done"]
+    with pytest.raises(UserError, match="other settings"):
+        R.reproduce(out, quick=False, resume=True, log=lambda m: None)
+    R.reproduce(out, quick=False, overwrite=True, log=lambda m: None)
+    assert calls[-3:] == ["a", "b", "c"]
+
+
+def test_cli_reports_a_clobber_without_traceback(tmp_path, monkeypatch, capsys):
+    _counting_steps(monkeypatch, [])
+    out = tmp_path / "rep"
+    assert main(["reproduce", "--quick", "--out", str(out)]) == 0
+    assert main(["reproduce", "--quick", "--out", str(out)]) == 2
+    assert "already there; pass --resume" in capsys.readouterr().err
+
+
+def test_limit_keeps_every_cell():
+    items = [SimpleNamespace(distribution=d, category=c, i=i) for i, (d, c) in enumerate(
+        [(d, c) for d in ("id", "ood") for c in ("material_synthesis", "attribute_reasoning") for _ in range(5)])]
+    kept = balanced_subset(items, 8)
+    assert len(kept) == 8
+    assert {(x.distribution, x.category) for x in kept} == {(x.distribution, x.category) for x in items}
+    assert balanced_subset(items, 0) == items
+
+
+# -- a reduced end-to-end run on a tiny random model ----------------------------------------------------------------
+CATS = ("material_synthesis", "attribute_reasoning", "perspective_shift", "constraint_reasoning")
+
+
+def _write_tiny_data(data_dir, size=(16, 16)):
+    rng = np.random.default_rng(0)
+
+    def img(name):
+        save_image(data_dir / "images" / name, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+        return f"images/{name}"
+
+    train, quads_train, test, quads_test = [], [], [], []
+    for i in range(8):
+        cat = CATS[i % 4]
+        train.append(Sample(f"s{i}", "make it look cold", "a cat", cat, "train", "id", img(f"s{i}.png")))
+        quads_train.append(Quadruplet(f"q1-{i}", 1, "", "a cat", cat, img(f"q1-{i}a.png"), img(f"q1-{i}b.png")))
+        quads_train.append(Quadruplet(f"q2-{i}", 2, "make it look cold", "a cat", cat, img(f"q2-{i}a.png"),
+                                      img(f"q2-{i}b.png")))
+        dist = ("id", "ood")[i // 4]
+        test.append(Sample(f"t{i}", "make it look cold", "a dog", cat, "test", dist))
+        quads_test.append(Quadruplet(f"qt{i}", 2, "make it look cold", "a dog", cat, img(f"qt{i}a.png"),
+                                     img(f"qt{i}b.png"), "test", dist))
+    write_jsonl(data_dir / "samples.jsonl", train)
+    write_jsonl(data_dir / "quadruplets_train.jsonl", quads_train)
+    write_jsonl(data_dir / "samples_test.jsonl", test)
+    write_jsonl(data_dir / "quadruplets_test.jsonl", quads_test)
+
+
+class BrightnessJudge:
+    name = "brightness"
+
+    def assess(self, sample, image):
+        ok = float(image.mean()) > 128
+        return SimpleNamespace(satisfied=ok, subject_kept=True, off_target=False, compliance=float(ok),
+                               consistency=1.0, quality=1.0, attributes={})
+
+    def compare(self, sample, a, b):
+        da, db = float(a.mean()), float(b.mean())
+        return 0.5 if abs(da - db) < 1 else float(da > db)
+
+    def read_attributes(self, images):
+        return [{"subject": "cat"} for _ in images]
+
+
+@pytest.mark.slow
+def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
+    from seer.backends.token_umm import tiny_random_backend
+
+    base = tmp_path / "base"
+    tiny_random_backend(seed=0).save(base)
+    fake_data = lambda rep: (_write_tiny_data(rep.data_dir), {"n": 8})[1]  # noqa: E731
+    monkeypatch.setattr(R, "STEPS", tuple((n, fake_data if n == "data" else f) for n, f in R.STEPS))
+    monkeypatch.setattr(R, "_judge", BrightnessJudge)
+    fake = types.ModuleType("seer.world.reprompters")
+    fake.VerboseExpander = lambda: SimpleNamespace(name="verbose", reprompt=lambda s: f"{s.naive_prompt} , "
+                                                   "masterpiece , highly detailed , 8k , trending")
+    fake.KnowledgeableRewriter = lambda: SimpleNamespace(name="rewriter", reprompt=lambda s: f"{s.prompt} chilly")
+    monkeypatch.setitem(sys.modules, "seer.world.reprompters", fake)
+    import seer.world
+
+    monkeypatch.setattr(seer.world, "reprompters", fake, raising=False)
+    monkeypatch.setattr("seer.eval.general.tokenizer_ceiling", lambda *a, **k: {"overall": 1.0})
+    monkeypatch.setattr("seer.eval.general.world_understanding_probes", lambda *a, **k: [])
+    protocol = R.Protocol(epochs_phase1=1, epochs_phase2=1, epochs_rlmt=1, train_limit=4, n_boot=200,
+                          verdict_max_new_tokens=6, reprompt_max_new_tokens=6, general_per_column=2,
+                          grid_cases_per_category=1,
+                          stage_overrides={"group_size": 2, "queries_per_step": 2, "max_new_tokens": 8,
+                                           "tensorboard": False})
+    out = tmp_path / "rep"
+    md = R.reproduce(out, base=base, protocol=protocol, log=lambda m: None)
+    report = json.loads((out / "report.json").read_text())
+    assert [s["name"] for s in report["meta"]["steps"]] == [n for n, _ in R.STEPS]
+    assert {r["key"] for r in report["table1"]["rows"]} == {"zero_shot", "phase1", "seer_eval"}
+    assert report["table1"]["rows"][0]["accuracy"]["total"]["n"] == 16  # 8 quadruplets x 2 orders
+    assert [r["key"] for r in report["table3"]["rows"]] == ["naive", "base_cot", "rlvr_only"]
+    assert report["table2"]["rows"][0]["avg_words"] > report["table2"]["rows"][1]["avg_words"]
+    assert set(report["failure_modes"]) == {"base", "rlvr_only", "seer"}
+    assert len(report["general"]["generation"]["rows"]) == 3
+    pairs = (out / "eval/pairs.jsonl").read_text().splitlines()
+    assert len(pairs) == 8 * 5
+    assert len(report["figures"]["grids"]) == 4 and all((out / p).is_file() for p in report["figures"]["grids"])
+    text = md.read_text()
+    assert "## Table 1" in text and "## Targets" in text and "paper (Harmon-1.5B, humans)" in text
+    # a rerun with --resume skips every step and rewrites the same tables
+    R.reproduce(out, base=base, protocol=protocol, resume=True, log=lambda m: None)
+    again = json.loads((out / "report.json").read_text())
+    assert again["table3"] == report["table3"] and again["table1"] == report["table1"]
+    assert all(s["status"] == "done (earlier run)" for s in again["meta"]["steps"])
