@@ -202,3 +202,49 @@ def test_demo_pairs_cover_every_cell(tmp_path):
     pairs = [p for _, p in load_pairs(write_demo_pairs(tmp_path))]
     cells = {(p.distribution, difficulty(p.category)) for p in pairs}
     assert cells == {("id", "simple"), ("id", "hard"), ("ood", "simple"), ("ood", "hard")}
+
+
+def test_oracle_in_seer_eval_shapes(tmp_path):
+    """`seer eval win-ratio`'s table.json and `seer reproduce`'s report.json name the opponent in 'key'."""
+    cell = {
+        "n": 12,
+        "wins": 9,
+        "ties": 1,
+        "losses": 2,
+        "win_ratio": 0.79,
+        "ci_low": 0.6,
+        "ci_high": 0.9,
+        "p_value": 0.06,
+    }
+    row = {"key": "naive", "label": "vs. naive", "cells": {"total": cell, "id_overall": cell, "ood_hard": None}}
+    (tmp_path / "table.json").write_text(json.dumps({"rows": [row], "seer_avg_words": 12.0}))
+    (tmp_path / "report.json").write_text(json.dumps({
+        "table2": {"rows": [{**row, "key": "verbose_expander"}, row]},
+        "table3": {"rows": [row, {**row, "key": "base_cot"}]},
+    }))  # fmt: skip
+    (got,) = load_comparison(tmp_path / "table.json")
+    assert got["opponent"] == "naive" and got["source"] == "oracle"
+    assert got["cells"]["total"] == {"win_ratio": 0.79} and got["cells"]["ood_hard"] is None
+    names = [r["opponent"] for r in load_comparison(tmp_path / "report.json")]
+    assert names == ["naive", "base_cot", "verbose_expander"]  # table 3 then table 2, each opponent once
+
+
+def test_results_cli_writes_markdown_and_json(tmp_path, capsys):
+    from seer.cli import main
+
+    study = _study(tmp_path, n_cases=6)
+    conn = st.connect(study)
+    _vote_for(conn, "ann-1", lambda s, o, left: "A" if left else "B")
+    conn.close()
+    (tmp_path / "oracle.json").write_text(json.dumps({"naive": {"total": 0.5}}))
+    out = tmp_path / "res"
+    code = main(["annotate", "results", str(study), "--oracle", str(tmp_path / "oracle.json"), "--out", str(out),
+                 "--n-boot", "200"])  # fmt: skip
+    assert code == 0
+    md = (out / "results.md").read_text()
+    assert md in capsys.readouterr().out
+    assert "| vs. naive | oracle | 0.50 |" in md and "| vs. naive | human | 1.00 |" in md
+    res = json.loads((out / "results.json").read_text())
+    assert res["rows"][0]["cells"]["total"]["win_ratio"] == 1.0 and res["comparison"]["rows"][0]["opponent"] == "naive"
+    assert main(["annotate", "results", str(tmp_path / "nope")]) == 2
+    assert "not a study" in capsys.readouterr().err

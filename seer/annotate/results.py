@@ -122,10 +122,12 @@ def _win_ratio_of(value: Any) -> float | None:
 
 def load_comparison(path: str | Path, source: str = "oracle") -> list[dict[str, Any]]:
     """Rows of another judge's results to show beside the humans'. Accepted shapes (column keys are
-    ``seer.eval.stats.COLUMNS``; a cell is a number or an object with ``win_ratio``):
+    ``seer.eval.stats.COLUMNS``; a cell is a number or an object with ``win_ratio``; a row names its opponent in
+    ``opponent`` or, as ``seer eval`` writes it, ``key``):
 
-    - this module's ``results.json``: ``{"rows": [{"opponent": ..., "system": ..., "cells": {column: cell}}]}``;
-      a row may also hold its cells directly (``{"opponent": ..., "total": ..., "id_overall": ...}``);
+    - ``{"rows": [{"opponent": ..., "cells": {column: cell}}]}`` — this module's ``results.json`` and the
+      ``table.json`` of ``seer eval win-ratio``; a row may also hold its cells directly;
+    - ``seer reproduce``'s ``report.json``: the rows of its ``table2`` and ``table3``;
     - a mapping ``{opponent: {column: cell}}``.
     """
     path = Path(path)
@@ -135,33 +137,41 @@ def load_comparison(path: str | Path, source: str = "oracle") -> list[dict[str, 
         raise DataError(f"{path}: file not found") from e
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+    tables = ("table3", "table2")
     if isinstance(obj, dict) and isinstance(obj.get("rows"), list):
-        raw = obj["rows"]
+        raw = [(f"rows[{i}]", r) for i, r in enumerate(obj["rows"])]
+    elif isinstance(obj, dict) and any(isinstance(obj.get(t), dict) and "rows" in obj[t] for t in tables):
+        raw = [
+            (f"{t}.rows[{i}]", r)
+            for t in tables
+            if isinstance(obj.get(t), dict)
+            for i, r in enumerate(obj[t].get("rows") or [])
+        ]
     elif isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
-        raw = [{"opponent": k, "cells": v} for k, v in obj.items()]
+        raw = [(repr(k), {"opponent": k, "cells": v}) for k, v in obj.items()]
     else:
         raise DataError(
             f'{path}: expected {{"rows": [{{"opponent": ..., "cells": {{column: win ratio}}}}]}} '
             f"or {{opponent: {{column: win ratio}}}} with columns {', '.join(COLUMNS)}"
         )
-    rows = []
-    for i, r in enumerate(raw):
-        if not isinstance(r, dict) or not isinstance(r.get("opponent"), str):
-            raise DataError(f"{path}: rows[{i}]: expected an object with a string field 'opponent'")
+    rows, seen = [], set()
+    for where, r in raw:
+        name = r.get("opponent", r.get("key")) if isinstance(r, dict) else None
+        if not isinstance(name, str):
+            raise DataError(f"{path}: {where}: expected an object naming its opponent in 'opponent' (or 'key')")
         cells = r.get("cells", r)
         if not isinstance(cells, dict) or not any(c in cells for c in COLUMNS):
-            raise DataError(
-                f"{path}: rows[{i}] (opponent {r['opponent']!r}): no cells; expected keys among {', '.join(COLUMNS)}"
-            )
+            raise DataError(f"{path}: {where} (opponent {name!r}): no cells; expected keys among {', '.join(COLUMNS)}")
+        if name in seen:  # report.json may list an opponent in both tables
+            continue
+        seen.add(name)
+        wr = {c: _win_ratio_of(cells.get(c)) for c in COLUMNS}
         rows.append(
             {
                 "system": r.get("system"),
-                "opponent": r["opponent"],
+                "opponent": name,
                 "source": r.get("source") if r.get("source") not in (None, "human") else source,
-                "cells": {
-                    c: ({"win_ratio": _win_ratio_of(cells.get(c))} if _win_ratio_of(cells.get(c)) is not None else None)
-                    for c in COLUMNS
-                },
+                "cells": {c: ({"win_ratio": wr[c]} if wr[c] is not None else None) for c in COLUMNS},
             }
         )
     return rows
