@@ -64,11 +64,23 @@ def check_judge_images(judge: Any, images: Sequence[np.ndarray], where: str) -> 
 
 
 def default_judge() -> Judge:
-    """The world's oracle judge, loaded from the shipped base."""
-    from seer.world import OracleJudge  # imported late: seer.eval must import without the world built
+    """The world's oracle judge from the shipped base. It reads the world's 32×32 images only; that size is
+    attached as ``image_size`` so a generator of another size is refused with a clear error."""
+    import seer.world as world  # imported late: seer.eval must import without the world built
+    from seer.world.render import IMAGE_SIZE
 
-    load = getattr(OracleJudge, "load", None)
-    return load() if load is not None else OracleJudge()
+    load_oracle = getattr(world, "load_oracle", None)
+    if load_oracle is not None:
+        judge = load_oracle()
+    else:
+        loaded = world.load_base()
+        judge = next((x for x in (loaded if isinstance(loaded, tuple) else (loaded,))
+                      if getattr(x, "name", None) == "oracle"), None)
+        if judge is None:
+            raise JudgeError("seer.world.load_base() returned no oracle judge")
+    if judge_image_size(judge) is None:
+        judge.image_size = (IMAGE_SIZE, IMAGE_SIZE)
+    return judge
 
 
 class EvaluatorJudge:
