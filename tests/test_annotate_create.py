@@ -193,3 +193,32 @@ def test_links_adds_an_annotator(pairs_dir, tmp_path, capsys):
             st.add_annotator(conn, "late")
         finally:
             conn.close()
+
+
+def test_accepts_what_seer_eval_exports(tmp_path):
+    """The pairs file written by `seer eval export-pairs` makes a study as it is."""
+    import numpy as np
+
+    from seer.data import CATEGORIES, Sample, save_image
+    from seer.eval.win_ratio import System, SystemOutput, export_pairs
+
+    samples = [
+        Sample(id=f"t{i}", instruction="Make it icy.", prompt="a cat", category=CATEGORIES[i], split="test",
+               distribution="ood" if i % 2 else "id")
+        for i in range(3)
+    ]  # fmt: skip
+    systems = []
+    for k, name in enumerate(("seer", "naive", "verbose_expander")):
+        folder = tmp_path / "eval" / "systems" / name
+        outputs = {}
+        for s in samples:
+            save_image(folder / "images" / f"{s.id}.png", np.full((8, 8, 3), 40 * k, dtype=np.uint8))
+            outputs[s.id] = SystemOutput(s.id, "p", "p", "p", 0, f"images/{s.id}.png")
+        systems.append(System(name, name, outputs, folder))
+    path = export_pairs(tmp_path / "eval" / "pairs.jsonl", samples, systems[0], systems[1:])
+    out = st.create_study(path, tmp_path / "study", ["a"])
+    conn = st.connect(out)
+    rows = conn.execute("SELECT system, opponent, distribution FROM pairs").fetchall()
+    conn.close()
+    assert len(rows) == 6 and {r[1] for r in rows} == {"naive", "verbose_expander"}
+    assert {r[0] for r in rows} == {"seer"} and {r[2] for r in rows} == {"id", "ood"}
