@@ -196,3 +196,24 @@ class StubBackend:
 
 def judge(prefer_brighter: bool = True) -> StubBackend:
     return StubBackend().make_judge(prefer_brighter)
+
+
+# -- tiny data for the stub ----------------------------------------------------------------------------------------
+def write_stub_data(root: Path, n_phase1: int = 6, n_phase2: int = 4, n_samples: int = 6) -> dict[str, Path]:
+    """A base stub checkpoint, quadruplets (chosen = bright, rejected = dark) and samples under ``root``."""
+    from seer.data import Quadruplet, Sample, save_image, write_jsonl
+
+    root = Path(root)
+    StubBackend().save(root / "base")
+    judge().save(root / "judge")
+    save_image(root / "img" / "bright.png", np.full((*SIZE, 3), 200, np.uint8))
+    save_image(root / "img" / "dark.png", np.full((*SIZE, 3), 40, np.uint8))
+    quads = [Quadruplet(f"q1-{i}", 1, "", f"a cat {i}", "material_synthesis", "img/bright.png", "img/dark.png")
+             for i in range(n_phase1)]
+    quads += [Quadruplet(f"q2-{i}", 2, "make it glow", f"a cat {i}", "semantic_edit", "img/bright.png",
+                         "img/dark.png") for i in range(n_phase2)]
+    write_jsonl(root / "quadruplets.jsonl", quads)
+    write_jsonl(root / "samples.jsonl", [Sample(f"s{i}", "make it glow", f"a cat {i}", "material_synthesis")
+                                         for i in range(n_samples)])
+    return {"base": root / "base", "judge": root / "judge", "quadruplets": root / "quadruplets.jsonl",
+            "samples": root / "samples.jsonl", "runs": root / "runs"}

@@ -346,15 +346,18 @@ def sample_records(group: Group) -> list[dict[str, Any]]:
 _CONFIG_KIND = object()
 
 
-def open_model(path: str, cfg: Any, kind: Any = _CONFIG_KIND) -> Any:
+def open_model(path: str, cfg: Any, what: str, kind: Any = _CONFIG_KIND) -> Any:
     """Load a backend from ``path`` with the config's backend kind (unless ``kind`` is given; None = read it from
-    backend.json), dtype and device."""
-    from seer.backends.base import load_backend
+    backend.json), dtype and device. Errors name the config key ``what``."""
+    from seer.backends.base import BackendError, load_backend
 
     kwargs = {"device": cfg.device}
     if cfg.dtype is not None:
         kwargs["dtype"] = cfg.dtype
-    return load_backend(path, kind=cfg.backend if kind is _CONFIG_KIND else kind, **kwargs)
+    try:
+        return load_backend(path, kind=cfg.backend if kind is _CONFIG_KIND else kind, **kwargs)
+    except BackendError as e:
+        raise BackendError(f"{what}: {e}") from e
 
 
 def print_summary(title: str, summary: dict[str, Any]) -> None:

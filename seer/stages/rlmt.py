@@ -112,11 +112,11 @@ def open_policy_and_judge(cfg: RLMTConfig) -> tuple[Any, Any, dict[str, str]]:
         init_dir = evaluator_dir
     else:
         init_dir = Path(cfg.init) if cfg.backend else resolve_checkpoint(cfg.init, "init")
-    policy = open_model(str(init_dir), cfg)
+    policy = open_model(str(init_dir), cfg, "init")
     if cfg.self_judge:
         judge = policy
     else:
-        judge = open_model(str(evaluator_dir), cfg, kind=None)  # a seer checkpoint: backend.json names the kind
+        judge = open_model(str(evaluator_dir), cfg, "evaluator", kind=None)  # backend.json names the kind
     if expected_image_size(policy) != expected_image_size(judge):
         raise BackendError(f"evaluator {evaluator_dir} expects images of size {expected_image_size(judge)} but the "
                            f"policy {init_dir} generates {expected_image_size(policy)}")

@@ -102,7 +102,7 @@ def train(cfg: RLVRConfig) -> Path:
     check_run_dir(cfg)
     quads = load_quadruplets(cfg.quadruplets)
     phase1, phase2 = split_phases(cfg, quads)
-    backend = open_model(cfg.model, cfg)
+    backend = open_model(cfg.model, cfg, "model")
     images = load_pair_images(cfg.quadruplets, phase1 + phase2, expected_image_size(backend))
     contexts = [(f"{cfg.quadruplets}: record {q.id!r}", evaluator_context(cfg, q, images[q.id]))
                 for q in phase1 + phase2]
