@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -147,6 +148,8 @@ def resolve_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.d
     except RuntimeError as e:
         raise BackendError(f"janus option device={device!r}: not a torch device ({e})") from e
     if dev.type == "cuda":
+        if dev.index is None and "LOCAL_RANK" in os.environ:  # one GPU per process under accelerate/torchrun
+            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         if not torch.cuda.is_available():
             raise BackendError(f"janus option device={device!r}: CUDA is not available on this machine; use device=cpu")
         if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
@@ -323,12 +326,15 @@ class JanusBackend:
         saved = dict(meta.get("options", {}))
         options = JanusOptions.from_dict({**saved, **overrides}, str(meta_file if meta else path))
         adapter_dir = path / ADAPTER_SUBDIR if meta.get("adapter") else None
-        if meta:
-            base_dir = Path(meta["base_model"]) if adapter_dir else path / MODEL_SUBDIR
-            if adapter_dir and not base_dir.is_absolute():
-                base_dir = (path / base_dir).resolve()
-        else:
-            base_dir = path
+        base_dir = path
+        if meta:  # base_model: "model" (weights inside the checkpoint) or the absolute transformers directory
+            if "base_model" not in meta:
+                raise BackendError(f"{meta_file}: missing 'base_model' (where the Janus weights are)")
+            base_dir = Path(meta["base_model"])
+            base_dir = base_dir if base_dir.is_absolute() else path / base_dir
+            if not base_dir.is_dir():
+                raise BackendError(f"{meta_file}: base_model {str(base_dir)!r} does not exist; move the Janus weights "
+                                   "back or edit base_model")
 
         if share_base_with is not None:
             return cls._load_shared(path, adapter_dir, options, share_base_with)
@@ -459,6 +465,24 @@ class JanusBackend:
             raise BackendError(f"{images_per_context} image(s) x {self.num_image_tokens + 2} tokens + "
                                f"{max_text_tokens} text tokens = {need} exceeds max_position_embeddings="
                                f"{self.max_positions}")
+
+    @property
+    def unk_id(self) -> int | None:
+        return self.tokenizer.unk_token_id
+
+    def encode_context(self, context: Context, where: str = "context") -> list[int]:
+        """Prompt token ids of ``context`` (what ``--dry-run`` checks for every record before training)."""
+        if len(context.images) > self.options.max_images:
+            raise BackendError(f"{where}: {len(context.images)} images but this Janus backend accepts at most "
+                               f"max_images={self.options.max_images}")
+        if context.images:
+            self._pixels(context.images)  # the understanding encoder's preprocessing accepts them
+        return self._prompt_ids(context.text)
+
+    def _check_length(self, n_tokens: int, where: str) -> None:
+        if n_tokens >= self.max_positions:
+            raise BackendError(f"{where}: {n_tokens} prompt tokens leave no room for a completion within "
+                               f"max_position_embeddings={self.max_positions}")
 
     # ---------------------------------------------------------------- adapters and reference
     def _activate(self, adapter: str | None = None, trainable: bool | None = None) -> None:
@@ -763,6 +787,20 @@ class JanusBackend:
         tmp.rename(path)
 
 
+def write_init_checkpoint(model_dir: str | Path, out: str | Path, **options: Any) -> Path:
+    """A seer checkpoint that *points at* a transformers Janus directory (no weights copied) and carries the
+    backend options (LoRA, dtype, …), so ``seer train … --model OUT`` starts from it with those options."""
+    model_dir, out = Path(model_dir).resolve(), Path(out)
+    opts = JanusOptions.from_dict(options, "janus init options")
+    _read_config(model_dir)
+    load_tokenizer_and_processor(model_dir)
+    data = opts.to_dict()
+    data.pop("device", None)
+    out.mkdir(parents=True, exist_ok=True)
+    write_backend_meta(out, KIND, options=data, adapter=False, base_model=str(model_dir))
+    return out
+
+
 # -------------------------------------------------------------------- tiny models for tests and examples
 TINY_WORDS = (
     "think step by step inside , then give the final answer . image A B : instruction prompt which correctly "
@@ -818,3 +856,51 @@ def build_tiny_janus(path: str | Path, seed: int = 0, *, text_layers: int = 2, i
 
 __all__ = ["JanusBackend", "JanusOptions", "LoraOptions", "build_tiny_janus", "check_image_generation_config",
            "cpu_supports_bf16"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m seer.backends.janus init|tiny|describe`` — set up a Janus starting point for ``seer train``."""
+    import argparse
+
+    import yaml
+
+    parser = argparse.ArgumentParser(prog="python -m seer.backends.janus", description=main.__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_init = sub.add_parser("init", help="write a seer checkpoint pointing at local Janus weights, with options")
+    p_init.add_argument("model_dir", help="transformers-format Janus/Janus-Pro directory (e.g. Janus-Pro-1B)")
+    p_init.add_argument("out", help="checkpoint directory to write (only backend.json; weights are not copied)")
+    p_init.add_argument("--options", help="YAML mapping of JanusOptions (e.g. recipes/janus_pro_1b/backend.yaml)")
+    p_init.add_argument("--check", action="store_true", help="also load the model once and print its summary")
+    p_tiny = sub.add_parser("tiny", help="write a tiny random Janus directory (for tests and trying the pipeline)")
+    p_tiny.add_argument("out")
+    p_tiny.add_argument("--seed", type=int, default=0)
+    p_desc = sub.add_parser("describe", help="load a Janus directory or checkpoint and print its summary")
+    p_desc.add_argument("path")
+    p_desc.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "init":
+            opts: dict[str, Any] = {}
+            if args.options:
+                try:
+                    opts = yaml.safe_load(Path(args.options).read_text()) or {}
+                except (OSError, yaml.YAMLError) as e:
+                    raise BackendError(f"{args.options}: cannot read options ({e})") from e
+                if not isinstance(opts, dict):
+                    raise BackendError(f"{args.options}: expected a mapping of Janus options")
+            out = write_init_checkpoint(args.model_dir, args.out, **opts)
+            print(f"wrote {out / BACKEND_FILE}")
+            if args.check:
+                print(json.dumps(JanusBackend.load(out, device=opts.get("device", "cpu")).describe(), indent=2))
+        elif args.cmd == "tiny":
+            print(build_tiny_janus(args.out, args.seed))
+        else:
+            print(json.dumps(JanusBackend.load(args.path, device=args.device).describe(), indent=2))
+    except BackendError as e:
+        print(f"seer: error: {e}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
