@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="checkpoint or stage run dir; repeat for several rows (e.g. zero_shot=base seer=runs/x/rlvr)")
     e.add_argument("--reference", default=None, help="checkpoint every model must match (kind, vocabulary, images); "
                    "default: the first --model")
-    e.add_argument("--limit", type=int, default=0, help="score only the first N quadruplets (0 = all)")
+    e.add_argument("--limit", type=int, default=0, help="score only N quadruplets, balanced over cells (0 = all)")
+    e.add_argument("--max-new-tokens", type=int, default=64, help="cap on each greedy verdict completion")
     e.add_argument("--out", default=None, help="write the rows as JSON here")
     e.set_defaults(func=cmd_evaluator)
 
@@ -86,7 +87,8 @@ def cmd_evaluator(args: argparse.Namespace) -> int:
     rows = []
     for name, path in models:
         backend = open_checkpoint(path, reference=reference)
-        rows.append(evaluate_evaluator(backend, args.quadruplets, key=name, label=name, limit=args.limit or None))
+        rows.append(evaluate_evaluator(backend, args.quadruplets, key=name, label=name, limit=args.limit or None,
+                                       max_new_tokens=args.max_new_tokens))
     print("| Evaluator | " + " | ".join(COLUMN_LABELS[c] for c in COLUMNS) + " | Pos. consistency |")
     print("|---" * (len(COLUMNS) + 2) + "|")
     for r in rows:
