@@ -44,7 +44,8 @@ def _need_browser():
 
 @pytest.fixture
 def served_study(tmp_path):
-    pairs = write_demo_pairs(tmp_path / "pairs", n_cases=2, opponents=("naive", "base_cot"))  # 4 pairs
+    images = "world" if os.environ.get("SEER_ANNOTATE_SCREENSHOT") else "shapes"  # the docs show world renders
+    pairs = write_demo_pairs(tmp_path / "pairs", n_cases=2, opponents=("naive", "base_cot"), images=images)
     study = st.create_study(pairs, tmp_path / "study", ["ann-1"], seed=2)
     from werkzeug.serving import make_server
 

@@ -1,4 +1,4 @@
-"""``seer annotate create | serve | results | links`` — the paper's blind pairwise human evaluation (App. A.2)."""
+"""``seer annotate create | serve | results | links | demo``: blind pairwise human evaluation (App. A.2)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,14 @@ def _links(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from seer.annotate.demo import write_demo_pairs
+
+    path = write_demo_pairs(args.out, n_cases=args.cases, images=args.images, seed=args.seed)
+    print(f"wrote {path}; next: seer annotate create --pairs {path} --out STUDY")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("annotate", help="blind pairwise human evaluation: create a study, serve it, results")
     sub = p.add_subparsers(dest="annotate_command", metavar="ACTION")
@@ -120,5 +128,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     k.add_argument("--base-url", default="http://127.0.0.1:8765", help="where the server is reached")
     k.add_argument("--json", action="store_true", help="print JSON")
     k.set_defaults(func=_links)
+
+    d = sub.add_parser("demo", help="write a small synthetic pairs file to try the app on")
+    d.add_argument("--out", required=True, help="folder for pairs.jsonl and its images")
+    d.add_argument("--cases", type=int, default=12, help="test cases (each against two opponents)")
+    d.add_argument("--images", choices=("world", "shapes"), default="world", help="world renders or plain shapes")
+    d.add_argument("--seed", type=int, default=0, help="seed of the images")
+    d.set_defaults(func=_demo)
 
     p.set_defaults(func=lambda _args: p.print_help() or 2)
