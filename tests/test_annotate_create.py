@@ -222,3 +222,19 @@ def test_accepts_what_seer_eval_exports(tmp_path):
     conn.close()
     assert len(rows) == 6 and {r[1] for r in rows} == {"naive", "verbose_expander"}
     assert {r[0] for r in rows} == {"seer"} and {r[2] for r in rows} == {"id", "ood"}
+
+
+def test_demo_command_makes_a_valid_pairs_file(tmp_path, capsys):
+    assert main(["annotate", "demo", "--out", str(tmp_path / "demo"), "--cases", "6"]) == 0
+    pairs = [p for _, p in load_pairs(tmp_path / "demo" / "pairs.jsonl")]
+    assert len(pairs) == 12
+    first = pairs[0]
+    assert first.instruction.startswith("Make it look carved") and first.prompt == "a cat"
+    # world renders: the system's image differs from the opponent's only where the instruction asks
+    import numpy as np
+    from PIL import Image
+
+    a = np.asarray(Image.open(tmp_path / "demo" / first.image_system))
+    b = np.asarray(Image.open(tmp_path / "demo" / first.image_opponent))
+    assert a.shape == b.shape == (32, 32, 3) and (a != b).any()
+    assert main(["annotate"]) == 2  # no action: help
