@@ -53,7 +53,7 @@ def create_app(study_dir: str | Path) -> Flask:
             conn.close()
 
     @app.after_request
-    def _headers(resp):  # noqa: ANN001 - flask.Response
+    def _headers(resp):
         for k, v in _SECURITY_HEADERS.items():
             resp.headers.setdefault(k, v)
         return resp

@@ -4,9 +4,9 @@ ID (Overall, Simple, Hard) / OOD (Overall, Simple, Hard), ties 0.5, with a 95% b
 Markdown for people, JSON for tools; an oracle (or any other judge's) results JSON can be put beside the humans'.
 
 Win ratio. App. A.2 averages the score over annotators and cases. Here each case's votes are averaged first and the
-win ratio is the mean over cases — the same number when every annotator answered every pair, and unbiased towards
-cases that happen to have more answers while a study is incomplete. The CI resamples cases; the sign test counts a
-case as won when its mean score is above 0.5, lost below, and drops it at exactly 0.5.
+win ratio is the mean over cases — the same number when every annotator answered every pair, and it does not
+over-weight cases that happen to have more answers while a study is incomplete. The CI resamples cases; the sign
+test counts a case as won when its mean score is above 0.5, lost below, and drops it at exactly 0.5.
 """
 
 from __future__ import annotations
@@ -44,19 +44,18 @@ def _kappa(votes: list[dict[str, Any]]) -> dict[str, Any]:
 def compute_results(study_dir: str | Path, n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
     conn = st.connect(study_dir)
     try:
+        conn.execute("BEGIN")  # one consistent snapshot while a server may still be writing
         votes = st.current_votes(conn)
         summary = st.study_summary(conn)
         pairs = st.pairs_table(conn)
         progress = st.admin_progress(conn)
+        conn.execute("COMMIT")
     finally:
         conn.close()
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for v in votes:
         groups[(v["system"], v["opponent"])].append(v)
-    pair_groups = sorted(
-        {(p.system, p.opponent) for p in pairs},
-        key=lambda k: min(i for i, p in enumerate(pairs) if (p.system, p.opponent) == k),
-    )
+    pair_groups = list(dict.fromkeys((p.system, p.opponent) for p in pairs))  # in pairs-file order
     rows = []
     for system, opponent in pair_groups:
         group = groups.get((system, opponent), [])
