@@ -151,6 +151,12 @@ def test_load_20_annotators_at_once(tmp_path):
     assert {k: v[0] for k, v in votes.items()} == {k: v[0] for k, v in expected.items()}
     assert {k: v[1] for k, v in votes.items()} == {k: v[1] for k, v in expected.items()}  # revisions
     assert events == posts[0]
+    # and the results count each annotator's final answer once, changes included
+    from seer.annotate.results import compute_results
+
+    res = compute_results(study, n_boot=100)
+    assert sum(r["cells"]["total"]["n_votes"] for r in res["rows"]) == N_ANNOTATORS * n_pairs
+    assert sum(a["answered"] for a in res["annotators"]) == N_ANNOTATORS * n_pairs
     print(f"load: {N_ANNOTATORS} annotators × {n_pairs} pairs, {posts[0]} votes in {elapsed:.1f} s")
 
 
