@@ -33,6 +33,15 @@ def _reprompt_ctx(prompt: str = "a dog") -> Context:
     return Context(DEFAULT_TEMPLATES.reprompt_text("turn it into glass", prompt))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # tiny tensors: with 2 cores shared by several jobs, intra-op threads only add wake-up latency (~20x here)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def backend() -> TokenUMMBackend:
     return tiny_random_backend(seed=0)
@@ -41,7 +50,7 @@ def backend() -> TokenUMMBackend:
 # -- tokenizer ---------------------------------------------------------------------------------------------------
 def test_tokenizer_round_trip_keeps_tags_and_case():
     words = collect_words(["a cat , A dog .", "B cat?"])
-    assert words[:2] == ["cat", "."] or set(words) == {"a", "cat", ",", "A", "dog", ".", "B", "?"}
+    assert words == ["cat", ",", ".", "?", "A", "B", "a", "dog"]  # most frequent first, then sorted
     tok = build_word_tokenizer(words, num_image_codes=4)
     text = "<think> a cat , A dog . </think> <answer> B </answer>"
     ids = tok(text, add_special_tokens=False)["input_ids"]
@@ -68,10 +77,10 @@ def test_tokenizer_rejects_bad_words():
 
 
 def test_tiny_backend_knows_every_template_word(backend):
-    for text in (_eval_ctx().text, _reprompt_ctx().text, "<think> x </think> <answer> A </answer>"):
+    for text in (_eval_ctx().text, _reprompt_ctx().text, "<think> a </think> <answer> B </answer> none"):
         ids = backend.encode_context(Context(text.replace("<image>", "")))
-        unknown = [t for t in ids if t == backend.unk_id]
-        assert text.startswith("<think> x") or not unknown, backend.decode_text(ids)
+        assert backend.unk_id not in ids, backend.decode_text(ids)
+    assert backend.unk_id in backend.encode_context(Context("a zebra"))
 
 
 # -- sequence formats --------------------------------------------------------------------------------------------
