@@ -239,6 +239,18 @@ def test_rlmt_step_with_lora_image_generation_and_shared_frozen_evaluator(tiny, 
     assert np.array_equal(again.generate_images(["a dog"], [1])[0], policy.generate_images(["a dog"], [1])[0])
 
 
+@pytest.mark.parametrize("lora", [None, {"r": 4, "alpha": 8}])
+def test_default_reference_is_theta_as_loaded_even_after_a_resume_overwrites_it(tiny, lora):
+    b = JanusBackend.load(tiny, lora=lora)
+    ctx, ids = evaluator_context(), [[20, 21, 22], [23, 24]]
+    with torch.no_grad():
+        at_load = b.token_logprobs([ctx] * 2, ids)[0]
+        for p in b.trainable_parameters():  # what run.load_state does on --resume
+            p.add_(0.05)
+        assert not torch.allclose(b.token_logprobs([ctx] * 2, ids)[0], at_load)
+    torch.testing.assert_close(b.token_logprobs([ctx] * 2, ids, reference=True)[0], at_load, rtol=1e-5, atol=1e-6)
+
+
 def test_initial_image_generator_ignores_trained_backbone(tiny):
     b = JanusBackend.load(tiny, lora={"r": 4, "alpha": 8}, image_generator="initial")
     before = b.generate_images(["a cat"], [1])[0]
@@ -332,3 +344,28 @@ def test_bf16_runs_where_supported(tiny):
     g = b.generate_text([evaluator_context()], 2, SamplingParams(max_new_tokens=3), seed=0)[0]
     logp, _ = b.token_logprobs([evaluator_context()] * 2, [c.token_ids for c in g])
     assert torch.isfinite(logp).all()
+
+
+def write_quadruplets(root):
+    from seer.data import Quadruplet, save_image, write_jsonl
+
+    save_image(root / "img" / "a.png", np.full((24, 20, 3), 200, np.uint8))
+    save_image(root / "img" / "b.png", np.full((20, 24, 3), 40, np.uint8))
+    quads = [Quadruplet(f"q{p}", p, "make it red" if p == 2 else "", "a cat", "semantic_edit", "img/a.png",
+                        "img/b.png") for p in (1, 2)]
+    write_jsonl(root / "quadruplets.jsonl", quads)
+    return root / "quadruplets.jsonl"
+
+
+def test_seer_train_dry_run_on_raw_dir_and_init_checkpoint(tiny, tmp_path, capsys):
+    from seer.cli import main
+
+    quads = write_quadruplets(tmp_path)
+    common = ["--quadruplets", str(quads), "--output_dir", str(tmp_path / "runs"), "--dry-run"]
+    assert main(["train", "rlvr", "--backend", "janus", "--model", str(tiny), *common]) == 0
+    out = capsys.readouterr().out
+    assert "everything validated" in out and '"backend": "janus"' in out
+    init = write_init_checkpoint(tiny, tmp_path / "init", lora={"r": 2}, max_images=1)
+    assert main(["train", "rlvr", "--model", str(init), *common]) == 2  # evaluator contexts hold two images
+    assert "at most max_images=1" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

@@ -270,7 +270,7 @@ class JanusBackend:
         self.dtype = next(janus.parameters()).dtype
         self._train_wrapper: torch.nn.Module | None = None
         self._reference: Any = None  # frozen model copy, or the name of a frozen LoRA adapter
-        self._initial: torch.nn.Module | None = None  # the backbone as loaded (image_generator: initial, full FT)
+        self._initial: torch.nn.Module | None = None  # the model as loaded (full FT reference / initial generator)
         self._steps = 0
 
         cfg = janus.config
@@ -301,6 +301,8 @@ class JanusBackend:
             p.requires_grad_(True)
         if options.gradient_checkpointing:
             janus.model.language_model.gradient_checkpointing_enable()
+        if peft_model is not None and not frozen_adapter:
+            self.set_reference()  # a copy of the adapter as loaded (megabytes)
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -403,7 +405,7 @@ class JanusBackend:
         view.options = replace(options, adapter_name=name)
         view._frozen_adapter = True
         view._train_wrapper = None
-        view._reference = None
+        view._reference = name  # never trained: its reference is itself
         view._initial = None
         view._steps = 0
         return view
@@ -494,6 +496,9 @@ class JanusBackend:
         self.peft_model.set_adapter(name, inference_mode=not trainable)
 
     def set_reference(self) -> None:
+        """Freeze the current θ as the reference. Without a call, the reference is θ as loaded: a snapshot of the
+        LoRA adapter taken at load time, or (full fine-tuning) the weights re-read from disk on first use — so a
+        resumed run, whose θ is overwritten after loading, still compares with its true starting point."""
         if self.peft_model is not None:
             ref = f"{self.options.adapter_name}__reference"
             from peft import get_peft_model_state_dict, set_peft_model_state_dict
@@ -505,12 +510,18 @@ class JanusBackend:
             self._reference = ref
             self._activate()
             return
-        if self._steps == 0 and self._initial is not None:
-            self._reference = self._initial
-        else:
-            self._reference = self._frozen_copy()
-            if self._steps == 0:
-                self._initial = self._reference
+        self._reference = self._frozen_copy()
+
+    def _loaded_model(self) -> torch.nn.Module:
+        """The model as loaded from ``base_dir`` (full fine-tuning), frozen; read from disk once, on first need."""
+        if self._initial is None:
+            from transformers import JanusForConditionalGeneration
+
+            model = JanusForConditionalGeneration.from_pretrained(str(self.base_dir), dtype=self.dtype)
+            for p in model.parameters():
+                p.requires_grad_(False)
+            self._initial = model.to(self.device).eval()
+        return self._initial
 
     def _frozen_copy(self) -> torch.nn.Module:
         """A no-grad copy of the model that shares ϕ's tensors (they never change) and copies θ."""
@@ -529,7 +540,7 @@ class JanusBackend:
             yield self._train_wrapper if self._train_wrapper is not None else self.janus
             return
         if self._reference is None:
-            raise BackendError("token_logprobs(reference=True) before set_reference(): call set_reference() first")
+            self._reference = self._loaded_model()
         if isinstance(self._reference, str):
             self._activate(self._reference, trainable=False)
             try:
@@ -548,12 +559,7 @@ class JanusBackend:
             with self.peft_model.disable_adapter():
                 yield self.janus
         else:
-            if self._initial is None:
-                if self._steps:
-                    raise BackendError("image_generator=initial: no copy of the initial backbone was kept; call "
-                                       "generate_images or set_reference once before training")
-                self._initial = self._frozen_copy()
-            yield self._initial
+            yield self._loaded_model()
 
     def train_module(self) -> torch.nn.Module:
         return self.peft_model if self.peft_model is not None else self.janus
