@@ -107,3 +107,27 @@ def test_figures_curves_and_grid(tmp_path):
                           "VerboseExpander", img + 100)
     grid = figures.image_grid([row, row], tmp_path / "grid.png", "material_synthesis")
     assert grid.is_file() and grid.stat().st_size > 1000
+
+
+def test_training_summary_and_findings(tmp_path):
+    from seer.eval.reproduce import training_summary
+
+    run = tmp_path / "rlmt"
+    run.mkdir()
+    recs = [{"step": i + 1, "phase": 1, "reward_mean": i / 10, "zero_spread_fraction": 0.8, "kl": 0.001 * i,
+             "win_rate_vs_naive": i / 10} for i in range(10)]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    summary = training_summary(run)
+    ph = summary["phases"]["1"]
+    assert summary["steps"] == 10 and ph["window"] == 2
+    assert ph["first"]["reward_mean"] == pytest.approx(0.05) and ph["last"]["reward_mean"] == pytest.approx(0.85)
+    report = hand_made_report()
+    report["training"] = {"rlmt": summary}
+    report["diagnostics"] = {"evaluator_vs_judge_agreement": 0.55}
+    found = rep.findings(report)
+    assert any("0.80 of the groups" in f and "no reward spread" in f for f in found)
+    assert any("from 0.05 to 0.85" in f for f in found)
+    assert any("agrees with the oracle judge on 0.55" in f and "often wrong" in f for f in found)
+    assert any("from 0.50 (zero-shot) to 0.95" in f for f in found)
+    md = rep.render_report(report)
+    assert "## Findings" in md and "| 1 | 10 | 0.050 → 0.850 |" in md

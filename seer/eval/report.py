@@ -279,18 +279,79 @@ def _targets(report: dict[str, Any]) -> str:
 
 
 def _training(report: dict[str, Any]) -> str:
-    tr = report.get("training")
+    tr = report.get("training") or {}
     diag = report.get("diagnostics")
     if not tr and not diag:
         return ""
-    parts = ["## Training and diagnostics"]
-    for stage, d in (tr or {}).items():
-        rows = [[k, fmt(v, 4) if isinstance(v, float) else str(v)] for k, v in d.items()]
-        parts.append(f"### {stage}\n\n" + _table(["Quantity", "Value"], rows))
+    parts = ["## Training health and diagnostics"]
+    for stage, summary in tr.items():
+        phases = summary.get("phases") or {}
+        keys = list(dict.fromkeys(k for ph in phases.values() for k in ph.get("first", {})))
+        header = ["Phase", "Steps", *(f"{k} (first → last)" for k in keys)]
+        rows = [[ph, str(v["steps"]), *(f"{fmt(v['first'].get(k), 3)} → {fmt(v['last'].get(k), 3)}" for k in keys)]
+                for ph, v in phases.items()]
+        parts.append(f"### {stage.upper()}\n\nMean of each metric over the first and the last fifth of the phase's "
+                     "optimizer steps (from the run's metrics.jsonl).\n\n" + _table(header, rows))
     if diag:
         rows = [[k, fmt(v, 3) if isinstance(v, float) else str(v)] for k, v in diag.items()]
         parts.append("### Measured at evaluation\n\n" + _table(["Quantity", "Value"], rows))
     return "\n\n".join(parts)
+
+
+def _last(report: dict[str, Any], stage: str, key: str, which: str = "last") -> float | None:
+    phases = ((report.get("training") or {}).get(stage) or {}).get("phases") or {}
+    if not phases:
+        return None
+    return phases[max(phases, key=int)].get(which, {}).get(key)
+
+
+def findings(report: dict[str, Any]) -> list[str]:
+    """Plain statements read off the measured numbers, to explain a missed target: the reward signal, groups with
+    no spread, evaluator errors, KL, format failures. Each statement cites the numbers it rests on."""
+    out = []
+    t1 = _rows_by_key(report.get("table1"))
+    se = _cell(t1.get("seer_eval", {}).get("accuracy"), "total", "accuracy")
+    zs = _cell(t1.get("zero_shot", {}).get("accuracy"), "total", "accuracy")
+    train_acc = _last(report, "rlvr", "accuracy_reward_mean")
+    if se is not None and zs is not None:
+        out.append(f"RLVR moved test evaluator accuracy from {fmt(zs)} (zero-shot) to {fmt(se)} (SEER-Eval); "
+                   f"position consistency {fmt(t1['seer_eval'].get('position_consistency', {}).get('total'))}.")
+    if train_acc is not None and se is not None and train_acc - se > 0.1:
+        out.append(f"The evaluator fits its training pairs better than the test pairs (training accuracy reward "
+                   f"{fmt(train_acc)} at the end of RLVR vs {fmt(se)} on the test set): a generalization gap.")
+    for stage in ("rlvr", "rlmt"):
+        zero = _last(report, stage, "zero_spread_fraction")
+        if zero is not None and zero > 0.5:
+            out.append(f"{stage.upper()}: {fmt(zero)} of the groups at the end of training had no reward spread, "
+                       "so they gave GRPO no gradient (Eq. 8): the signal was thin.")
+        kl = _last(report, stage, "kl")
+        if kl is not None:
+            out.append(f"{stage.upper()}: KL to the reference at the end of training {fmt(kl, 3)} "
+                       f"(β = 0.04 keeps the policy near the base).")
+    w0, w1 = _last(report, "rlmt", "win_rate_vs_naive", "first"), _last(report, "rlmt", "win_rate_vs_naive")
+    if w0 is not None and w1 is not None:
+        out.append(f"RLMT's reward (the evaluator prefers the reprompt's image over the naive one) went from "
+                   f"{fmt(w0)} to {fmt(w1)} over training.")
+    diag = report.get("diagnostics") or {}
+    agree = diag.get("evaluator_vs_judge_agreement")
+    if agree is not None and not (isinstance(agree, float) and math.isnan(agree)):
+        out.append(f"On the test pairs SEER vs naive, the RLVR evaluator agrees with the oracle judge on "
+                   f"{fmt(agree)} of the pairs the judge decides: " + (
+                       "RLMT's reward is mostly right." if agree >= 0.8 else
+                       "RLMT's reward is often wrong, which bounds what RLMT can learn (reward noise)."))
+    t2 = report.get("table2") or {}
+    fails = t2.get("seer_format_failures")
+    n = report.get("meta", {}).get("n_test_samples")
+    if fails and n:
+        out.append(f"{fails} of {n} SEER completions had no parseable reprompt (a ⊕ p0 was rendered instead).")
+    return out
+
+
+def _findings(report: dict[str, Any]) -> str:
+    lines = findings(report)
+    if not lines:
+        return ""
+    return "## Findings (read off the measured numbers)\n\n" + "\n".join(f"- {x}" for x in lines)
 
 
 def _figures(report: dict[str, Any]) -> str:
@@ -346,6 +407,7 @@ def render_report(report: dict[str, Any]) -> str:
                    "unified models, which have no counterpart here.", paper.TABLE3),
         _failure_modes(report),
         _general(report),
+        _findings(report),
         _training(report),
         _win_details(report),
         _figures(report),

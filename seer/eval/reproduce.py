@@ -347,26 +347,28 @@ def step_general(rep: Reproduction) -> dict[str, Any]:
     return out
 
 
+HEALTH_KEYS = ("reward_mean", "accuracy_reward_mean", "format_failure_rate", "zero_spread_fraction", "group_std_mean",
+               "kl", "truncation_rate", "win_rate_vs_naive")
+
+
 def training_summary(run_dir: Path) -> dict[str, Any]:
-    """What tells whether a stage trained healthily, from its metrics.jsonl: first and last reward/accuracy, the
-    mean fraction of zero-spread groups, final KL, format failures — per curriculum phase."""
+    """What tells whether a stage trained healthily, from its metrics.jsonl, per curriculum phase: the mean of
+    each health metric over the first and the last fifth of the phase's steps."""
     from seer.eval.figures import read_metrics
 
     records = read_metrics(run_dir / "metrics.jsonl")
     if not records:
         return {}
-    out: dict[str, Any] = {"steps": len(records)}
-    phases = sorted({r.get("phase", 1) for r in records})
-    for ph in phases:
-        rs = [r for r in records if r.get("phase", 1) == ph]
-        tag = f"phase {ph} " if len(phases) > 1 else ""
-        k = max(1, len(rs) // 5)  # first and last fifth of the phase's steps
-        for key in ("reward_mean", "accuracy_reward_mean", "format_failure_rate", "zero_spread_fraction", "kl"):
+    out: dict[str, Any] = {"steps": len(records), "phases": {}}
+    for ph in sorted({int(r.get("phase", 1)) for r in records}):
+        rs = [r for r in records if int(r.get("phase", 1)) == ph]
+        k = max(1, len(rs) // 5)
+        first, last = {}, {}
+        for key in HEALTH_KEYS:
             vals = [r[key] for r in rs if isinstance(r.get(key), (int, float))]
             if vals:
-                out[f"{tag}{key} (first {k} steps)"] = sum(vals[:k]) / len(vals[:k])
-                out[f"{tag}{key} (last {k} steps)"] = sum(vals[-k:]) / len(vals[-k:])
-        out[f"{tag}steps"] = len(rs)
+                first[key], last[key] = sum(vals[:k]) / len(vals[:k]), sum(vals[-k:]) / len(vals[-k:])
+        out["phases"][str(ph)] = {"steps": len(rs), "window": k, "first": first, "last": last}
     return out
 
 
@@ -454,7 +456,7 @@ def build_report(rep: Reproduction) -> dict[str, Any]:
         report["failure_modes"] = fm
     if (g := _result(rep, "general")) is not None:
         report["general"] = g
-    report["training"] = {f"{stage.upper()} ({run_dir.relative_to(rep.out)})": training_summary(run_dir)
+    report["training"] = {stage: training_summary(run_dir)
                           for stage, run_dir in (("rlvr", rep.rlvr_dir), ("rlmt", rep.rlmt_dir))
                           if (run_dir / "metrics.jsonl").is_file()}
     report["figures"] = {"curves": _curves(rep), "grids": _grids(rep)}
