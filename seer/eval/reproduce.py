@@ -168,17 +168,24 @@ def _training_file(rep: Reproduction, name: str) -> Path:
     return out
 
 
+def world_recipe(stage: str) -> Path | None:
+    """The world's tuned recipe for a stage (``recipes/world/<stage>.yaml`` in the source tree), if there is one;
+    the reproduction's own keys (model, data, epochs, run dir, seed) override it."""
+    path = Path(__file__).resolve().parents[2] / "recipes" / "world" / f"{stage}.yaml"
+    return path if path.is_file() else None
+
+
 def step_rlvr(rep: Reproduction) -> dict[str, Any]:
     from seer.config import RLVRConfig, load_config
     from seer.stages import rlvr
 
     p = rep.protocol
-    cfg = load_config(RLVRConfig, flags={
+    cfg = load_config(RLVRConfig, world_recipe("rlvr"), flags={
         **_stage_flags(rep, rep.rlvr_dir), "model": str(rep.base_dir()),
         "quadruplets": str(_training_file(rep, "quadruplets_train.jsonl")),
         "epochs_phase1": p.epochs_phase1, "epochs_phase2": p.epochs_phase2,
     })
-    return {"run_dir": str(rlvr.train(cfg))}
+    return {"run_dir": str(rlvr.train(cfg)), "recipe": str(world_recipe("rlvr"))}
 
 
 def step_rlmt(rep: Reproduction) -> dict[str, Any]:
@@ -186,11 +193,11 @@ def step_rlmt(rep: Reproduction) -> dict[str, Any]:
     from seer.stages import rlmt
 
     p = rep.protocol
-    cfg = load_config(RLMTConfig, flags={
+    cfg = load_config(RLMTConfig, world_recipe("rlmt"), flags={
         **_stage_flags(rep, rep.rlmt_dir), "evaluator": str(rep.rlvr_dir),
         "samples": str(_training_file(rep, "samples.jsonl")), "epochs": p.epochs_rlmt,
     })
-    return {"run_dir": str(rlmt.train(cfg))}
+    return {"run_dir": str(rlmt.train(cfg)), "recipe": str(world_recipe("rlmt"))}
 
 
 def _checkpoints(rep: Reproduction) -> dict[str, Path]:
