@@ -70,12 +70,12 @@ class Dist:
     """Process group facts: rank, world size, and the two collectives the loop needs. Single-process unless the
     script was started by ``accelerate launch`` / ``torchrun`` (``WORLD_SIZE`` > 1)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu: bool = True) -> None:
         self.rank, self.world = 0, 1
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             from accelerate import PartialState
 
-            state = PartialState()
+            state = PartialState(cpu=cpu)  # cpu: gloo even where CUDA exists
             self.rank, self.world = state.process_index, state.num_processes
 
     @property

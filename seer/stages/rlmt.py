@@ -125,7 +125,7 @@ def open_policy_and_judge(cfg: RLMTConfig) -> tuple[Any, Any, dict[str, str]]:
 
 def train(cfg: RLMTConfig) -> Path:
     """Run stage 2 and return the run directory (``<output_dir>/<name>/rlmt``)."""
-    dist = Dist()
+    dist = Dist(cpu=cfg.device == "cpu")
     check_run_dir(cfg)
     samples = [s for s in load_samples(cfg.samples, check_images=False) if s.split == cfg.split]
     if not samples:

@@ -98,7 +98,7 @@ def split_phases(cfg: RLVRConfig, quads: list[Quadruplet]) -> tuple[list[Quadrup
 
 def train(cfg: RLVRConfig) -> Path:
     """Run stage 1 and return the run directory (``<output_dir>/<name>/rlvr``)."""
-    dist = Dist()
+    dist = Dist(cpu=cfg.device == "cpu")
     check_run_dir(cfg)
     quads = load_quadruplets(cfg.quadruplets)
     phase1, phase2 = split_phases(cfg, quads)
