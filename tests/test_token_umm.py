@@ -276,6 +276,17 @@ def test_image_depends_only_on_its_prompt_and_seed(backend):
     assert np.array_equal(d[0], a[1]) and not np.array_equal(d[0], d[1])
 
 
+def test_classifier_free_guidance_is_per_row_and_changes_images(backend):
+    plain = backend.generate_images(["a cat", "a dog"], [1, 2])
+    backend.image_cfg_scale = 3.0
+    guided = backend.generate_images(["a cat", "a dog"], [1, 2])
+    assert not all(np.array_equal(x, y) for x, y in zip(plain, guided, strict=True))
+    assert np.array_equal(backend.generate_images(["a dog", "a cup"], [2, 7])[0], guided[1])
+    assert np.array_equal(backend.generate_images(["a cat"], [1])[0], guided[0])
+    with pytest.raises(BackendError, match="image_cfg_scale"):
+        tiny_random_backend(image_cfg_scale=0.5)
+
+
 # -- persistence -------------------------------------------------------------------------------------------------
 def test_save_load_round_trip(backend, tmp_path):
     _one_adamw_step(backend)  # a trained state, not the seed's init

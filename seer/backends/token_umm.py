@@ -6,6 +6,10 @@ Sequence formats (the one source of truth; ``seer world pretrain`` trains on exa
     text task         <bos> {context} <sep> {completion} <eos>        each <image> → <boi> <img_c1> … <img_cL> <eoi>
     image generation  <bos> <gen> {prompt} <boi> <img_c1> … <img_cL> <eoi>
 
+With ``image_cfg_scale > 1`` image sampling uses classifier-free guidance against the empty prompt
+(``<bos> <gen> <boi>``), as Janus does; a model meant for it should see image examples with the prompt dropped
+(``encode_image_example("", image)``) during pretraining.
+
 θ and ϕ (paper Sec. 3.1): ϕ = the image-token rows of ``embed_tokens`` and ``lm_head`` plus the image tokenizer; θ is
 every other parameter, including the shared transformer body, as in Janus where the LLM trains while the generation
 embeddings and head stay frozen. The embedding and output matrices hold both, so θ includes them whole: a gradient
@@ -23,13 +27,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
 
 from seer.backends.base import (
     IMAGE_PLACEHOLDER,
@@ -86,6 +91,18 @@ def collate(examples: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+@contextlib.contextmanager
+def _quiet_hf() -> Iterator[None]:
+    """No transformers progress bars for our one-shard saves and loads (checkpoints are written every N steps)."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _row_seed(*entropy: int) -> int:
     """A 63-bit seed mixed from integers (any sign), so nearby seeds give unrelated streams."""
     words = np.random.SeedSequence([int(e) % (1 << 64) for e in entropy]).generate_state(2, dtype=np.uint32)
@@ -127,6 +144,7 @@ class TokenUMMBackend:
         *,
         max_batch: int = 32,
         image_temperature: float = 1.0,
+        image_cfg_scale: float = 1.0,
         dtype: str = "float32",
         device: str | torch.device = "cpu",
     ):
@@ -136,6 +154,8 @@ class TokenUMMBackend:
             raise BackendError(f"max_batch must be >= 1, got {max_batch}")
         if image_temperature < 0:
             raise BackendError(f"image_temperature must be >= 0 (0 = argmax), got {image_temperature}")
+        if image_cfg_scale < 1.0:
+            raise BackendError(f"image_cfg_scale must be >= 1 (1 = no guidance), got {image_cfg_scale}")
         if len(tokenizer) != model.config.vocab_size:
             raise BackendError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
                                f"{model.config.vocab_size}")
@@ -150,6 +170,7 @@ class TokenUMMBackend:
         self.device = torch.device(device)
         self.max_batch = int(max_batch)
         self.image_temperature = float(image_temperature)
+        self.image_cfg_scale = float(image_cfg_scale)
         self.dtype = dtype
 
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (PAD, UNK, BOS, EOS, SEP, GEN, BOI, EOI)}
@@ -190,7 +211,7 @@ class TokenUMMBackend:
     ) -> TokenUMMBackend:
         """A randomly initialised model over ``words`` and the codebook's image codes. ``intermediate`` defaults
         to ~8/3 · hidden (the SwiGLU ratio of Llama), rounded up to a multiple of 32. ``options`` go to
-        ``__init__`` (``max_batch``, ``image_temperature``, ``dtype``, ``device``)."""
+        ``__init__`` (``max_batch``, ``image_temperature``, ``image_cfg_scale``, ``dtype``, ``device``)."""
         if hidden % heads:
             raise BackendError(f"hidden size {hidden} is not divisible by the number of heads {heads}")
         tokenizer = build_word_tokenizer(words, codebook.num_codes)
@@ -224,6 +245,7 @@ class TokenUMMBackend:
         dtype: str | None = None,
         max_batch: int | None = None,
         image_temperature: float | None = None,
+        image_cfg_scale: float | None = None,
     ) -> TokenUMMBackend:
         """Open a directory written by :meth:`save`. Options left ``None`` take the saved values."""
         path = Path(path)
@@ -262,7 +284,8 @@ class TokenUMMBackend:
             raise BackendError(f"{meta_file}: image_size is {meta['image_size']} but {path / PatchCodebook.FILE} "
                                f"has {list(codebook.image_size)}")
         try:
-            model = LlamaForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+            with _quiet_hf():
+                model = LlamaForCausalLM.from_pretrained(str(path), dtype=torch.float32)
         except Exception as e:
             raise BackendError(f"{path / 'model.safetensors'}: cannot be loaded ({e})") from e
         return cls(
@@ -271,6 +294,7 @@ class TokenUMMBackend:
             codebook,
             max_batch=meta.get("max_batch", 32) if max_batch is None else max_batch,
             image_temperature=meta.get("image_temperature", 1.0) if image_temperature is None else image_temperature,
+            image_cfg_scale=meta.get("image_cfg_scale", 1.0) if image_cfg_scale is None else image_cfg_scale,
             dtype=meta.get("dtype", "float32") if dtype is None else dtype,
             device=device,
         )
@@ -278,7 +302,8 @@ class TokenUMMBackend:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(path))
+        with _quiet_hf():
+            self.model.save_pretrained(str(path))
         self.tokenizer.save_pretrained(str(path))
         self.image_tokenizer.save(path)
         write_backend_meta(
@@ -291,6 +316,7 @@ class TokenUMMBackend:
             image_tokenizer="patch_codebook",
             max_batch=self.max_batch,
             image_temperature=self.image_temperature,
+            image_cfg_scale=self.image_cfg_scale,
             dtype=self.dtype,
         )
 
@@ -451,21 +477,31 @@ class TokenUMMBackend:
         encoded = [self.encode_image_prompt(p) for p in prompts]
         for i, ids in enumerate(encoded):
             self._check_length(len(ids) + L, f"image prompt {i} plus {L} image tokens")
-        lo, K, temperature = self.image_start, self.num_image_codes, self.image_temperature
+        lo, K, temperature, cfg = self.image_start, self.num_image_codes, self.image_temperature, self.image_cfg_scale
+        guided = cfg != 1.0
+        unconditional = self.encode_image_prompt("")  # <bos> <gen> <boi>: the prompt-dropped image example
 
         def pick(logits: torch.Tensor, gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
-            z = logits[:, lo : lo + K]  # (B, K): only image tokens can be drawn
+            z = logits[:, lo : lo + K]  # (B, K) or (2B, K) with guidance: only image tokens can be drawn
+            if guided:  # classifier-free guidance (as in Janus): rows [conditional; unconditional]
+                cond, unc = z.chunk(2)
+                z = unc + cfg * (cond - unc)
             if temperature == 0:
                 code = z.argmax(-1)
             else:
                 code = (z / temperature + _gumbel(gens, K).to(z.device)).argmax(-1)
-            return code + lo, torch.zeros(code.shape[0])
+            tok = code + lo
+            tok = torch.cat([tok, tok]) if guided else tok  # the unconditional row follows the same image
+            return tok, torch.zeros(tok.shape[0])
 
         images: list[np.ndarray] = []
         for s in range(0, len(encoded), self.max_batch):
+            batch = encoded[s : s + self.max_batch]
             gens = [torch.Generator().manual_seed(_row_seed(0x1A6E, seed)) for seed in seeds[s : s + self.max_batch]]
-            ids, _, _ = self._sample(encoded[s : s + self.max_batch], L, pick, gens, False)
-            codes = np.asarray(ids, dtype=np.int64) - lo
+            if guided:
+                batch = batch + [unconditional] * len(batch)
+            ids, _, _ = self._sample(batch, L, pick, gens, False)
+            codes = np.asarray(ids[: len(gens)], dtype=np.int64) - lo
             images.extend(self.image_tokenizer.decode(codes))
         return images
 
