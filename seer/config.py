@@ -7,7 +7,8 @@ run writes (``config.yaml``) is the fully resolved config and loads back as a re
 
 Each field's help says where its default comes from: **paper** (AdamW, β = 0.04, μ = 1, 10 epochs per stage/phase,
 ε = 0.2 as standard GRPO) or **seer** (values lost from our copy of the paper — learning rates, group size — and
-engineering choices), tuned so the defaults train the CPU world model.
+engineering choices). The learning rates are sized for the ~4M-parameter world model pretrained at lr 2e-3 (RL
+fine-tuning one to two orders of magnitude lower); ``recipes/world/*.yaml`` hold the world's settings.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class RLMTConfig(StageConfig):
                            "RLVR-tuned model keeps evolving (the paper's self-evolving loop)")
     samples: str = arg("", "samples.jsonl: (instruction, prompt) pairs of Visual Instruction Elaboration")
     split: str = arg("train", "which split of the samples file to train on")
-    lr: float = arg(2e-5, "AdamW learning rate (value lost from the paper)")
+    lr: float = arg(5e-5, "AdamW learning rate (value lost from the paper)")
     epochs: int = arg(10, "epochs over the samples (paper: 10 epochs per stage)", "paper")
     self_judge: bool = arg(False, "let the live policy judge its own images instead of the frozen evaluator")
     judge_both_orders: bool = arg(False, "judge each pair in both orders and average the two Eq. 9 rewards")

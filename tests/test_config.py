@@ -118,3 +118,13 @@ def test_resolve_checkpoint_accepts_run_dir_or_model(tmp_path):
     assert resolve_checkpoint(tmp_path / "rlvr" / "model", "evaluator") == tmp_path / "rlvr" / "model"
     with pytest.raises(ConfigError, match="evaluator .*not a seer checkpoint"):
         resolve_checkpoint(tmp_path, "evaluator")
+
+
+def test_world_recipes_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "recipes" / "world"
+    rlvr = load_config(RLVRConfig, root / "rlvr.yaml", REQUIRED)
+    rlmt = load_config(RLMTConfig, root / "rlmt.yaml", ["--evaluator", "runs/world/rlvr", "--samples", "s.jsonl"])
+    assert rlvr.beta == rlmt.beta == 0.04 and rlvr.epochs_phase1 == rlvr.epochs_phase2 == rlmt.epochs == 10
+    assert rlvr.group_size == rlmt.group_size == 8
