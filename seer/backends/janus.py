@@ -148,10 +148,11 @@ def resolve_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.d
     except RuntimeError as e:
         raise BackendError(f"janus option device={device!r}: not a torch device ({e})") from e
     if dev.type == "cuda":
-        if dev.index is None and "LOCAL_RANK" in os.environ:  # one GPU per process under accelerate/torchrun
-            dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         if not torch.cuda.is_available():
             raise BackendError(f"janus option device={device!r}: CUDA is not available on this machine; use device=cpu")
+        rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if dev.index is None and 0 < rank < torch.cuda.device_count():  # one GPU per process under a launcher
+            dev = torch.device("cuda", rank)
         if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
             raise BackendError(f"janus option dtype=bfloat16: GPU {torch.cuda.get_device_name(dev)} lacks bf16; use "
                                "float16 or float32")
@@ -747,7 +748,8 @@ class JanusBackend:
                 sampler = _GuidedSeededSampler(self.options.guidance_scale, self.options.image_temperature,
                                                batch_seeds, self.device)
                 gen_cfg = GenerationConfig(
-                    do_sample=False, num_beams=1, guidance_scale=1.0,  # guidance is done by the sampler above
+                    do_sample=False, num_beams=1, num_return_sequences=1,
+                    guidance_scale=1.0,  # guidance is done by the sampler above
                     max_new_tokens=self.num_image_tokens, bos_token_id=self.bos_token_id,
                     pad_token_id=self.pad_token_id, eos_token_id=self.eos_token_id,
                     generation_kwargs={"boi_token_id": self.boi_token_id},
