@@ -102,6 +102,25 @@ def _open(args: argparse.Namespace) -> Any:
     return load_backend(path, kind=args.backend, **kwargs)
 
 
+def run_templates(model: str | Path) -> Any:
+    """The templates a model was trained with: from the ``config.yaml`` of its run (``--model runs/x/rlmt`` or
+    ``runs/x/rlmt/model``), else the defaults."""
+    import yaml
+
+    from seer.prompts import DEFAULT_TEMPLATES, Templates
+
+    model = Path(model)
+    for config in (model / "config.yaml", model.parent / "config.yaml"):
+        if config.is_file():
+            block = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("templates")
+            if isinstance(block, dict):
+                try:
+                    return Templates(**block)
+                except (TypeError, ValueError) as e:
+                    raise UserError(f"{config}: templates: {e}") from e
+    return DEFAULT_TEMPLATES
+
+
 def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 2) -> np.ndarray:
     """Two (H, W, 3) images next to each other with a white gap (heights padded to the taller one)."""
     h = max(left.shape[0], right.shape[0])
@@ -115,12 +134,12 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 2) -> np.ndarra
 def _reprompt(args: argparse.Namespace) -> int:
     from seer.backends.base import Context, SamplingParams
     from seer.data import naive_concat, save_image
-    from seer.prompts import DEFAULT_TEMPLATES, parse_reprompt
+    from seer.prompts import parse_reprompt
 
     if not args.instruction.strip() or not args.prompt.strip():
         raise UserError("--instruction and --prompt must be non-empty")
     backend = _open(args)
-    context = Context(DEFAULT_TEMPLATES.reprompt_text(args.instruction, args.prompt))
+    context = Context(run_templates(args.model).reprompt_text(args.instruction, args.prompt))
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               greedy=not args.sample)
     completion = backend.generate_text([context], 1, sampling, seed=args.seed)[0][0]

@@ -20,10 +20,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,7 @@ from tqdm.auto import tqdm
 
 from seer.backends.base import Completion, Context, SamplingParams
 from seer.rl.grpo import group_advantages, grpo_loss
-from seer.run import Cursor, Run, frozen_digest
+from seer.run import Cursor, Run, frozen_digest, load_state, seed_everything
 
 TIME_KEYS = ("rollout", "images", "judge", "update")
 
@@ -60,7 +62,7 @@ class Phase:
     queries: list[Any]
     lr: float
     epochs: int
-    on_end: Callable[[], None] | None = None
+    on_end: Callable[[Run], None] | None = None
 
     def batches_per_epoch(self, queries_per_step: int) -> int:
         return math.ceil(len(self.queries) / queries_per_step)
@@ -148,14 +150,20 @@ def check_contexts(backend: Any, contexts: list[tuple[str, Context]]) -> dict[st
     if encode is None:
         return {"checked": False}
     unk = getattr(backend, "unk_id", None)
-    unknown, longest = 0, 0
+    check_length = getattr(backend, "_check_length", None)
+    unknown, longest, first_unknown = 0, 0, None
     for where, ctx in contexts:
         ids = encode(ctx, where)
         longest = max(longest, len(ids))
-        unknown += sum(1 for i in ids if i == unk) if unk is not None else 0
-        check_length = getattr(backend, "_check_length", None)
+        n_unk = sum(1 for i in ids if i == unk) if unk is not None else 0
+        unknown += n_unk
+        if n_unk and first_unknown is None:
+            first_unknown = where
         if check_length is not None:
             check_length(len(ids), where)
+    if unknown:
+        print(f"seer: warning: {unknown} context token(s) are unknown to the model's tokenizer (first in "
+              f"{first_unknown}); check the templates and the data's words", file=sys.stderr)
     return {"checked": True, "unknown_tokens": unknown, "longest_context": longest}
 
 
@@ -286,7 +294,7 @@ def train_phases(
         phase = phases[cursor.phase]
         if cursor.epoch >= phase.epochs or not phase.queries:
             if phase.on_end is not None:
-                phase.on_end()
+                phase.on_end(run)
             cursor = Cursor(cursor.step, cursor.phase + 1, 0, 0)
             checkpoint(cursor)
             continue
@@ -364,3 +372,34 @@ def print_summary(title: str, summary: dict[str, Any]) -> None:
     import json
 
     print(f"{title}\n{json.dumps(summary, indent=2, default=str)}")
+
+
+def run_stage(
+    cfg: Any,
+    backend: Any,
+    dist: Dist,
+    phases: list[Phase],
+    rollout: Callable[[Any, int, dict[str, float]], Group],
+    summary: dict[str, Any],
+    extra_metrics: dict[str, str] | None = None,
+) -> Path:
+    """After a stage has validated its config, model and data: print the summary and stop (``dry_run``), or open
+    the run directory, restore a checkpoint (``resume``), train every phase and write ``<run>/model/``."""
+    if cfg.dry_run:
+        if dist.is_main:
+            print_summary(f"seer train {cfg.stage} --dry-run: everything validated; nothing was written", summary)
+        return cfg.run_dir
+    seed_everything(cfg.seed)
+    run = Run(cfg, dist.is_main, derived=summary)
+    optimizer = make_optimizer(backend, cfg, phases[0].lr)
+    cursor = Cursor()
+    if cfg.resume:
+        cursor, _ = load_state(cfg.run_dir, backend, optimizer)
+    run.open_writers(purge_after=cursor.step)
+    try:
+        train_phases(cfg, backend, optimizer, phases, rollout, run, dist, cursor, extra_metrics)
+        run.save_model(backend)
+    finally:
+        run.close()
+    dist.barrier()
+    return cfg.run_dir

@@ -20,7 +20,7 @@ from seer.config import RLMTConfig, resolve_checkpoint
 from seer.data import DataError, Sample, load_samples
 from seer.prompts import parse_reprompt, parse_verdict
 from seer.rewards import preference_reward, reprompt_format_reward, total_reward
-from seer.run import Cursor, Run, check_run_dir, load_state, seed_everything
+from seer.run import check_run_dir
 from seer.stages.common import (
     Dist,
     Group,
@@ -28,12 +28,10 @@ from seer.stages.common import (
     check_contexts,
     derive_seed,
     expected_image_size,
-    make_optimizer,
     open_model,
-    print_summary,
+    run_stage,
     sampling_params,
     timed,
-    train_phases,
 )
 
 EXTRA_METRICS = {  # metric (a summed counter) -> the counter it is divided by
@@ -143,29 +141,10 @@ def train(cfg: RLMTConfig) -> Path:
         "image_size": expected_image_size(policy),
         "contexts": check_contexts(policy, contexts),
     }
-    if cfg.dry_run:
-        # one baseline image judged against itself: generation and the evaluator's context both work
+    if cfg.dry_run:  # one baseline image judged against itself: generation and the evaluator's context both work
         x0 = policy.generate_images([samples[0].naive_prompt], [cfg.seed])[0]
-        summary["judge_check"] = check_contexts(
-            judge, [("evaluator context", Context(cfg.templates.evaluator_text(samples[0].instruction,
-                                                                             samples[0].prompt), (x0, x0)))])
-        if dist.is_main:
-            print_summary("seer train rlmt --dry-run: everything validated; nothing was written", summary)
-        return cfg.run_dir
-
-    seed_everything(cfg.seed)
-    run = Run(cfg, dist.is_main, derived=summary)
-    optimizer = make_optimizer(policy, cfg, cfg.lr)
-    cursor = Cursor()
-    if cfg.resume:
-        cursor, _ = load_state(cfg.run_dir, policy, optimizer)
-    run.open_writers(purge_after=cursor.step)
+        text = cfg.templates.evaluator_text(samples[0].instruction, samples[0].prompt)
+        summary["judge_check"] = check_contexts(judge, [("evaluator context", Context(text, (x0, x0)))])
     phases = [Phase("reprompting", samples, cfg.lr, cfg.epochs)]
-    try:
-        train_phases(cfg, policy, optimizer, phases, lambda s, seed, t: rollout(policy, judge, cfg, s, seed, t), run,
-                     dist, cursor, extra_metrics=EXTRA_METRICS)
-        run.save_model(policy)
-    finally:
-        run.close()
-    dist.barrier()
-    return cfg.run_dir
+    return run_stage(cfg, policy, dist, phases, lambda s, seed, t: rollout(policy, judge, cfg, s, seed, t), summary,
+                     extra_metrics=EXTRA_METRICS)

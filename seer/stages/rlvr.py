@@ -20,7 +20,7 @@ from seer.config import RLVRConfig
 from seer.data import DataError, Quadruplet, load_image, load_quadruplets
 from seer.prompts import parse_verdict
 from seer.rewards import total_reward, verdict_format_reward, verdict_reward
-from seer.run import Cursor, Run, check_run_dir, load_state, seed_everything
+from seer.run import check_run_dir
 from seer.stages.common import (
     Dist,
     Group,
@@ -28,12 +28,10 @@ from seer.stages.common import (
     check_contexts,
     derive_seed,
     expected_image_size,
-    make_optimizer,
     open_model,
-    print_summary,
+    run_stage,
     sampling_params,
     timed,
-    train_phases,
 )
 
 PHASE_NAMES = ("basic_alignment", "visual_instruction")
@@ -118,28 +116,10 @@ def train(cfg: RLVRConfig) -> Path:
         "image_size": expected_image_size(backend),
         "contexts": check_contexts(backend, contexts),
     }
-    if cfg.dry_run:
-        if dist.is_main:
-            print_summary("seer train rlvr --dry-run: everything validated; nothing was written", summary)
-        return cfg.run_dir
-
-    seed_everything(cfg.seed)
-    run = Run(cfg, dist.is_main, derived=summary)
-    optimizer = make_optimizer(backend, cfg, cfg.lr_phase1)
-    cursor = Cursor()
-    if cfg.resume:
-        cursor, _ = load_state(cfg.run_dir, backend, optimizer)
-    run.open_writers(purge_after=cursor.step)
     phases = [
         Phase(PHASE_NAMES[0], phase1, cfg.lr_phase1, cfg.epochs_phase1,
-              on_end=lambda: run.save_model(backend, "phase1_model")),
+              on_end=lambda run: run.save_model(backend, "phase1_model")),
         Phase(PHASE_NAMES[1], phase2, cfg.lr_phase2, cfg.epochs_phase2),
     ]
-    try:
-        train_phases(cfg, backend, optimizer, phases, lambda q, s, t: rollout(backend, cfg, images, q, s, t), run,
-                     dist, cursor, extra_metrics={"label_is_A": "queries", "verdict_A": "completions"})
-        run.save_model(backend)
-    finally:
-        run.close()
-    dist.barrier()
-    return cfg.run_dir
+    return run_stage(cfg, backend, dist, phases, lambda q, s, t: rollout(backend, cfg, images, q, s, t), summary,
+                     extra_metrics={"label_is_A": "queries", "verdict_A": "completions"})
