@@ -128,7 +128,8 @@ def test_generate_text_is_deterministic_for_a_seed(backend):
     assert ids(a) == ids(b)
     assert ids(a) != ids(c)
     assert a[0][0].token_ids != a[0][1].token_ids  # the n samples of one context differ
-    # per-row noise: chunking the batch does not change what a row samples
+    # per-row noise and a prefill shared by the n samples: neither n nor chunking changes what a row samples
+    assert [r[0] for r in ids(backend.generate_text(ctxs, 1, sp, seed=7))] == [r[0] for r in ids(a)]
     backend.max_batch = 2
     assert ids(backend.generate_text(ctxs, 3, sp, seed=7)) == ids(a)
 

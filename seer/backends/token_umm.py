@@ -379,22 +379,32 @@ class TokenUMMBackend:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _check_length(self, n: int, what: str) -> None:
+    def check_length(self, n: int, what: str) -> None:
+        """Raise a :class:`BackendError` naming ``what`` when ``n`` positions exceed the model's context."""
         limit = self.model.config.max_position_embeddings
         if n > limit:
             raise BackendError(f"{what} needs {n} positions but the model has max_position_embeddings={limit}")
 
+    _check_length = check_length  # the name seer.stages.common.check_contexts looks up
+
     @torch.no_grad()
     def _sample(
-        self, prompts: list[list[int]], max_new: int, pick: Any, generators: list[torch.Generator], stop: bool
+        self,
+        prompts: list[list[int]],
+        max_new: int,
+        pick: Any,
+        generators: list[torch.Generator],
+        stop: bool,
+        row_of: list[int] | None = None,
     ) -> tuple[list[list[int]], list[list[float]], list[bool]]:
         """KV-cache decoding of left-padded ``prompts``; ``pick(logits (B, V), generators) -> (tokens, logprobs)``.
-        Returns per row the new tokens (up to and including ``<eos>`` when ``stop``), their log-probs, and whether
-        the row hit ``max_new`` without ``<eos>``."""
-        B, L = len(prompts), max(len(p) for p in prompts)
+        With ``row_of``, the prompts are prefilled once and row b continues prompt ``row_of[b]`` (the n samples of
+        one context share its prefill). Returns per row the new tokens (up to and including ``<eos>`` when
+        ``stop``), their log-probs, and whether the row hit ``max_new`` without ``<eos>``."""
+        P, L = len(prompts), max(len(p) for p in prompts)
         dev = self.device
-        input_ids = torch.full((B, L), self.pad_id, dtype=torch.long, device=dev)
-        attn = torch.zeros((B, L), dtype=torch.long, device=dev)
+        input_ids = torch.full((P, L), self.pad_id, dtype=torch.long, device=dev)
+        attn = torch.zeros((P, L), dtype=torch.long, device=dev)
         for b, p in enumerate(prompts):
             input_ids[b, L - len(p) :] = torch.as_tensor(p, dtype=torch.long)
             attn[b, L - len(p) :] = 1
@@ -403,6 +413,11 @@ class TokenUMMBackend:
             out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True,
                              logits_to_keep=1)
         cache, logits = out.past_key_values, out.logits[:, -1].float()
+        if row_of is not None:
+            index = torch.as_tensor(row_of, dtype=torch.long, device=dev)
+            cache.reorder_cache(index)  # (P, ...) → (B, ...): index_select along the batch
+            logits, attn, pos = logits[index], attn[index], pos[index]
+        B = attn.shape[0]
         next_pos = pos[:, -1:] + 1  # (B, 1)
         done = torch.zeros(B, dtype=torch.bool, device=dev)
         tokens, logps = [], []
@@ -446,7 +461,7 @@ class TokenUMMBackend:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         encoded = [self.encode_context(c, f"context {i}") for i, c in enumerate(contexts)]
         for i, ids in enumerate(encoded):
-            self._check_length(len(ids) + sampling.max_new_tokens, f"context {i} plus max_new_tokens")
+            self.check_length(len(ids) + sampling.max_new_tokens, f"context {i} plus max_new_tokens")
         rows = [(i, j) for i in range(len(encoded)) for j in range(n)]
         temperature = 1.0 if sampling.greedy else sampling.temperature
         bias = self._text_bias
@@ -465,7 +480,9 @@ class TokenUMMBackend:
         for s in range(0, len(rows), self.max_batch):
             chunk = rows[s : s + self.max_batch]
             gens = [torch.Generator().manual_seed(_row_seed(seed, i, j)) for i, j in chunk]
-            ids, lps, trunc = self._sample([encoded[i] for i, _ in chunk], sampling.max_new_tokens, pick, gens, True)
+            unique = list(dict.fromkeys(i for i, _ in chunk))
+            ids, lps, trunc = self._sample([encoded[i] for i in unique], sampling.max_new_tokens, pick, gens, True,
+                                           row_of=[unique.index(i) for i, _ in chunk])
             for (i, _), t, lp, tr in zip(chunk, ids, lps, trunc, strict=True):
                 out[i].append(Completion(token_ids=t, text=self.decode_text(t), logprobs=lp, truncated=tr))
         return out
@@ -476,7 +493,7 @@ class TokenUMMBackend:
         L = self.image_tokenizer.tokens_per_image
         encoded = [self.encode_image_prompt(p) for p in prompts]
         for i, ids in enumerate(encoded):
-            self._check_length(len(ids) + L, f"image prompt {i} plus {L} image tokens")
+            self.check_length(len(ids) + L, f"image prompt {i} plus {L} image tokens")
         lo, K, temperature, cfg = self.image_start, self.num_image_codes, self.image_temperature, self.image_cfg_scale
         guided = cfg != 1.0
         unconditional = self.encode_image_prompt("")  # <bos> <gen> <boi>: the prompt-dropped image example
@@ -498,9 +515,11 @@ class TokenUMMBackend:
         for s in range(0, len(encoded), self.max_batch):
             batch = encoded[s : s + self.max_batch]
             gens = [torch.Generator().manual_seed(_row_seed(0x1A6E, seed)) for seed in seeds[s : s + self.max_batch]]
-            if guided:
-                batch = batch + [unconditional] * len(batch)
-            ids, _, _ = self._sample(batch, L, pick, gens, False)
+            row_of = None
+            if guided:  # the unconditional prompt is prefilled once for the whole chunk
+                row_of = list(range(len(batch))) + [len(batch)] * len(batch)
+                batch = [*batch, unconditional]
+            ids, _, _ = self._sample(batch, L, pick, gens, False, row_of=row_of)
             codes = np.asarray(ids[: len(gens)], dtype=np.int64) - lo
             images.extend(self.image_tokenizer.decode(codes))
         return images
@@ -542,7 +561,7 @@ class TokenUMMBackend:
         module = self._train_module if module is None else module
         seqs = [c + x for c, x in zip(ctxs, comps, strict=True)]
         for i, s in enumerate(seqs):
-            self._check_length(len(s), f"context {i} plus its completion")
+            self.check_length(len(s), f"context {i} plus its completion")
         B, S = len(seqs), max(len(s) for s in seqs)
         dev = self.device
         input_ids = torch.full((B, S), self.pad_id, dtype=torch.long, device=dev)
