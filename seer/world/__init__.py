@@ -1,0 +1,64 @@
+"""seer.world: a CPU testbed with a built-in cognitive gap (issue 3).
+
+render → codebook → oracle (the world's annotator) → corpus → pretrain (the tiny base UMM) → build_data (Visual
+Instruction Elaboration samples + quadruplets) → reprompters (external baselines) → show / report.
+
+``load_base()`` opens the shipped base (``seer/world/assets/base``) or a directory written by ``seer world pretrain``
+and returns ``(backend, oracle, semantics)``; a corrupted or mismatched base raises ``BackendError``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from seer.backends.base import BackendError
+
+ASSETS_BASE = Path(__file__).parent / "assets" / "base"
+
+
+def base_dir(path: str | Path | None = None) -> Path:
+    return Path(path) if path else ASSETS_BASE
+
+
+def read_world_meta(path: str | Path | None = None) -> dict[str, Any]:
+    from seer.world.pretrain import WORLD_FILE
+
+    d = base_dir(path)
+    f = d / WORLD_FILE
+    if not f.is_file():
+        raise BackendError(f"{f}: missing; expected a world base written by `seer world pretrain --out {d}`")
+    try:
+        meta = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise BackendError(f"{f}: not valid JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise BackendError(f"{f}: expected a JSON object")
+    return meta
+
+
+def load_base(path: str | Path | None = None, **backend_options: Any):
+    """``(backend, oracle, semantics)`` of a world base; every mismatch is a ``BackendError`` naming the file."""
+    from seer.backends.token_umm import TokenUMMBackend
+    from seer.world import semantics
+    from seer.world.corpus import vocabulary_texts
+    from seer.world.oracle import OracleJudge
+    from seer.world.pretrain import UMM_DIR, WORLD_FILE, world_fingerprint
+
+    d = base_dir(path)
+    meta = read_world_meta(d)
+    if meta.get("world_fingerprint") != world_fingerprint():
+        raise BackendError(f"{d / WORLD_FILE}: this base was made for another version of the world (fingerprint "
+                           f"{meta.get('world_fingerprint')!r}, this code is {world_fingerprint()!r}); rebuild it "
+                           f"with `seer world pretrain`")
+    backend = TokenUMMBackend.load(d / UMM_DIR, **backend_options)
+    from seer.backends.text_tokenizer import collect_words
+
+    vocab = backend.tokenizer.get_vocab()
+    missing = [w for w in collect_words(vocabulary_texts()) if w not in vocab]
+    if missing:
+        raise BackendError(f"{d / UMM_DIR / 'tokenizer.json'}: the tokenizer lacks world words {missing[:10]}; the "
+                           f"base does not match this world")
+    oracle = OracleJudge.load(d)
+    return backend, oracle, semantics

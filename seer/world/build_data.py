@@ -1,0 +1,225 @@
+"""``seer world build-data``: Visual Instruction Elaboration data for the world, built like the paper's App. A.1.
+
+Training set (A.1.2): the 60 training instructions (6 categories x 10) x ``prompts_per_instruction`` minimal prompts
+with TRAIN subjects = 600 candidates. For each, the base UMM generates an image from a correct concrete rewrite
+(``reference_reprompt``); the oracle (the world's annotator) keeps candidates whose image satisfies the instruction
+and keeps the prompt's subject; the top ``keep`` (50 per category, ranked by compliance then quality) become
+``samples.jsonl``. Quadruplets (A.1.4):
+
+* phase 1 (basic alignment, ``"instruction": ""``): chosen = the base UMM's image of p0 (verified to show p0's
+  subject), rejected = an image of p0 with the subject swapped for another TRAIN subject;
+* phase 2 (instruction supervision): chosen = the verified positive, rejected = the image of p0 (verified not to
+  satisfy the instruction: a hard negative).
+
+Test set (A.1.3): 40 instructions — 20 ID (training instructions, 8 Simple + 12 Hard) and 20 OOD (the OOD registry:
+unseen phrasings and unseen concepts, 8 Simple + 12 Hard), Simple:Hard = 2:3 in each — each with
+``test_prompts_per_instruction`` prompts of TEST subjects only. ``quadruplets_test.jsonl``: a verified positive vs the
+p0 image, both from the base generator, labels from the oracle. Test samples are not filtered for feasibility
+(A.1.3): a test instruction stays even when the base generator cannot realise it.
+
+Files (schema = :mod:`seer.data`; image paths relative to the JSONL's folder)::
+
+    samples.jsonl            Sample: id, instruction, prompt, category, split "train", distribution "id",
+                             image (verified positive), reference_reprompt
+    quadruplets_train.jsonl  Quadruplet: phase 1 and 2, split "train"
+    samples_test.jsonl       Sample: split "test", distribution "id" | "ood", reference_reprompt
+    quadruplets_test.jsonl   Quadruplet: phase 2, split "test"
+    images/*.png             32x32 RGB
+    manifest.json            counts, filter statistics, seed, the base's world fingerprint
+
+Deterministic per seed (the base generator's sampling is seeded per image).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seer.data import CATEGORIES, HARD_CATEGORIES, SIMPLE_CATEGORIES, Quadruplet, Sample, save_image, write_jsonl
+from seer.io import atomic_write_json
+from seer.world import semantics as S
+from seer.world.corpus import faithful_reprompt, minimal_prompt
+from seer.world.render import TEST_SUBJECTS, TRAIN_SUBJECTS
+
+
+@dataclass
+class BuildConfig:
+    """Configuration of ``seer world build-data``."""
+
+    out: str = "data/world"  # output directory
+    base: str = ""  # base directory written by `seer world pretrain` (empty = the shipped base)
+    seed: int = 0  # seeds prompts and image sampling
+    prompts_per_instruction: int = 10  # training candidates per training instruction (60 x 10 = 600)
+    keep: int = 300  # training samples kept after the feasibility filter (balanced over categories)
+    test_prompts_per_instruction: int = 3  # test samples per test instruction (40 instructions)
+    retries: int = 4  # extra generation seeds tried for a test positive / a hard negative
+
+
+def test_instructions(seed: int = 0) -> list[S.Instruction]:
+    """20 ID (8 Simple: 3+3+2, 12 Hard: 4 per category) + 20 OOD instructions, deterministic per seed."""
+    rng = np.random.default_rng([seed, 40])
+    chosen: list[S.Instruction] = []
+    quota = dict(zip(SIMPLE_CATEGORIES, (3, 3, 2), strict=True)) | {c: 4 for c in HARD_CATEGORIES}
+    for cat in CATEGORIES:
+        pool = [i for i in S.TRAIN_INSTRUCTIONS if i.category == cat]
+        chosen += [pool[int(k)] for k in sorted(rng.choice(len(pool), quota[cat], replace=False))]
+    return chosen + list(S.OOD_INSTRUCTIONS)
+
+
+class _Generator:
+    """Batched generation from the base UMM with per-image seeds."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def __call__(self, prompts: list[str], seeds: list[int]) -> list[np.ndarray]:
+        from tqdm import tqdm
+
+        out: list[np.ndarray] = []
+        step = 64
+        for s in tqdm(range(0, len(prompts), step), desc="generate", mininterval=10, leave=False):
+            out += self.backend.generate_images(prompts[s : s + step], seeds[s : s + step])
+        return out
+
+
+def _score(a) -> tuple:
+    return (a.satisfied and a.subject_kept, a.compliance, a.quality)
+
+
+def build_data(cfg: BuildConfig) -> dict:
+    from seer.world import load_base
+
+    backend, oracle, _ = load_base(cfg.base or None)
+    gen = _Generator(backend)
+    out = Path(cfg.out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+
+    # -- training candidates ----------------------------------------------------------------------------------------
+    cands = []
+    for instr in S.TRAIN_INSTRUCTIONS:
+        for _ in range(cfg.prompts_per_instruction):
+            subj = TRAIN_SUBJECTS[int(rng.integers(len(TRAIN_SUBJECTS)))]
+            p0 = minimal_prompt(rng, subj, set(instr.rule))
+            cands.append((instr, p0, faithful_reprompt(instr, p0, rng)))
+    seeds = [int(s) for s in rng.integers(0, 2**31, len(cands))]
+    pos_imgs = gen([c[2] for c in cands], seeds)
+    probe = [Sample(id=f"c{i}", instruction=c[0].text, prompt=c[1], category=c[0].category)
+             for i, c in enumerate(cands)]
+    pos_ass = oracle.assess_many(probe, pos_imgs)
+    feasible = [i for i, a in enumerate(pos_ass) if a.satisfied and a.subject_kept]
+    per_cat = cfg.keep // len(CATEGORIES)
+    kept: list[int] = []
+    for cat in CATEGORIES:
+        idx = sorted((i for i in range(len(cands)) if cands[i][0].category == cat),
+                     key=lambda i: _score(pos_ass[i]), reverse=True)
+        kept += [i for i in idx if pos_ass[i].satisfied and pos_ass[i].subject_kept][:per_cat]
+    kept.sort()
+
+    # p0 images (hard negatives) and subject-swapped images for the kept candidates
+    p0_imgs, p0_ok = _negatives(gen, oracle, [probe[i] for i in kept], rng, cfg.retries)
+    swap_prompts = []
+    for i in kept:
+        subj = S.prompt_attributes(cands[i][1])["subject"]
+        other = TRAIN_SUBJECTS[int(rng.integers(len(TRAIN_SUBJECTS)))]
+        while other == subj:
+            other = TRAIN_SUBJECTS[int(rng.integers(len(TRAIN_SUBJECTS)))]
+        swap_prompts.append(cands[i][1].replace(subj, other))
+    swap_imgs = gen(swap_prompts, [int(s) for s in rng.integers(0, 2**31, len(kept))])
+
+    samples, quads = [], []
+    for n, i in enumerate(kept, 1):
+        instr, p0, rep = cands[i]
+        sid = f"train-{n:04d}"
+        pos_rel, neg_rel, swap_rel = f"images/{sid}-pos.png", f"images/{sid}-p0.png", f"images/{sid}-swap.png"
+        save_image(out / pos_rel, pos_imgs[i])
+        save_image(out / neg_rel, p0_imgs[n - 1])
+        save_image(out / swap_rel, swap_imgs[n - 1])
+        samples.append(Sample(id=sid, instruction=instr.text, prompt=p0, category=instr.category, split="train",
+                              distribution="id", image=pos_rel, reference_reprompt=rep))
+        quads.append(Quadruplet(id=f"q1-{n:04d}", phase=1, instruction="", prompt=p0, category=instr.category,
+                                image_chosen=neg_rel, image_rejected=swap_rel, split="train", distribution="id"))
+        quads.append(Quadruplet(id=f"q2-{n:04d}", phase=2, instruction=instr.text, prompt=p0,
+                                category=instr.category, image_chosen=pos_rel, image_rejected=neg_rel,
+                                split="train", distribution="id"))
+    write_jsonl(out / "samples.jsonl", samples)
+    write_jsonl(out / "quadruplets_train.jsonl", sorted(quads, key=lambda q: (q.phase, q.id)))
+
+    # -- test set -----------------------------------------------------------------------------------------------
+    tests = []
+    for instr in test_instructions(cfg.seed):
+        for _ in range(cfg.test_prompts_per_instruction):
+            subj = TEST_SUBJECTS[int(rng.integers(len(TEST_SUBJECTS)))]
+            p0 = minimal_prompt(rng, subj, set(instr.rule))
+            tests.append(Sample(id=f"test-{len(tests) + 1:04d}", instruction=instr.text, prompt=p0,
+                                category=instr.category, split="test", distribution=instr.distribution,
+                                reference_reprompt=faithful_reprompt(instr, p0, rng)))
+    write_jsonl(out / "samples_test.jsonl", tests)
+    t_pos, t_pos_ok = _positives(gen, oracle, tests, rng, cfg.retries)
+    t_neg, t_neg_ok = _negatives(gen, oracle, tests, rng, cfg.retries)
+    tquads = []
+    for k, s in enumerate(tests):
+        if not (t_pos_ok[k] and t_neg_ok[k]):
+            continue
+        qid = f"qt-{len(tquads) + 1:04d}"
+        pos_rel, neg_rel = f"images/{qid}-pos.png", f"images/{qid}-p0.png"
+        save_image(out / pos_rel, t_pos[k])
+        save_image(out / neg_rel, t_neg[k])
+        tquads.append(Quadruplet(id=qid, phase=2, instruction=s.instruction, prompt=s.prompt, category=s.category,
+                                 image_chosen=pos_rel, image_rejected=neg_rel, split="test",
+                                 distribution=s.distribution))
+    write_jsonl(out / "quadruplets_test.jsonl", tquads)
+
+    from seer.world import read_world_meta
+
+    manifest = {
+        "config": asdict(cfg),
+        "world_fingerprint": read_world_meta(cfg.base or None).get("world_fingerprint"),
+        "train_candidates": len(cands),
+        "train_feasible": len(feasible),
+        "train_feasible_by_category": {c: sum(cands[i][0].category == c for i in feasible) for c in CATEGORIES},
+        "train_kept": len(samples),
+        "train_hard_negative_verified": int(sum(p0_ok)),
+        "quadruplets_train": {"phase1": len(kept), "phase2": len(kept)},
+        "test_samples": len(tests),
+        "test_samples_by_distribution": {d: sum(s.distribution == d for s in tests) for d in ("id", "ood")},
+        "test_quadruplets": len(tquads),
+        "test_quadruplets_dropped_no_positive": int(sum(not ok for ok in t_pos_ok)),
+        "test_quadruplets_dropped_no_negative": int(sum(not ok for ok in t_neg_ok)),
+    }
+    atomic_write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def _retry(gen, oracle, samples, prompts, rng, retries, good) -> tuple[list[np.ndarray], list[bool]]:
+    """Generate one image per prompt; regenerate (new seed) up to ``retries`` times until ``good(assessment)``."""
+    imgs: list = [None] * len(samples)
+    ok = [False] * len(samples)
+    todo = list(range(len(samples)))
+    for _ in range(retries + 1):
+        if not todo:
+            break
+        new = gen([prompts[k] for k in todo], [int(s) for s in rng.integers(0, 2**31, len(todo))])
+        ass = oracle.assess_many([samples[k] for k in todo], new)
+        left = []
+        for k, im, a in zip(todo, new, ass, strict=True):
+            if imgs[k] is None or good(a):
+                imgs[k] = im
+            if good(a):
+                ok[k] = True
+            else:
+                left.append(k)
+        todo = left
+    return imgs, ok
+
+
+def _positives(gen, oracle, samples, rng, retries):
+    return _retry(gen, oracle, samples, [s.reference_reprompt for s in samples], rng, retries,
+                  lambda a: a.satisfied and a.subject_kept)
+
+
+def _negatives(gen, oracle, samples, rng, retries):
+    return _retry(gen, oracle, samples, [s.prompt for s in samples], rng, retries,
+                  lambda a: a.subject_kept and not a.satisfied)

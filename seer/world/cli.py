@@ -1,0 +1,88 @@
+"""``seer world pretrain | build-data | show | report``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+
+
+def _add_dataclass_args(p: argparse.ArgumentParser, cls, skip=()) -> None:
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+            p.add_argument(flag, type=typ, default=f.default)
+
+
+def _pretrain(args) -> int:
+    from seer.world.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainConfig)})
+    meta = pretrain(cfg)
+    print(json.dumps({k: meta[k] for k in ("steps_done", "times", "final_loss_by_kind", "params")}, indent=2))
+    return 0
+
+
+def _build_data(args) -> int:
+    from seer.world.build_data import BuildConfig, build_data
+
+    cfg = BuildConfig(**{f.name: getattr(args, f.name) for f in fields(BuildConfig)})
+    print(json.dumps(build_data(cfg), indent=2))
+    return 0
+
+
+def _show(args) -> int:
+    from seer.world.show import show
+
+    show(args.out, base=args.base, seed=args.seed)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _report(args) -> int:
+    from seer.world.report import report
+
+    res = report(base=args.base, data=args.data, seed=args.seed, quick=args.quick)
+    text = json.dumps(res, indent=2)
+    if args.out:
+        from seer.io import atomic_write_text
+
+        atomic_write_text(args.out, text + "\n")
+    print(text)
+    return 0
+
+
+def register(subparsers) -> None:
+    from seer.world.build_data import BuildConfig
+    from seer.world.pretrain import PretrainConfig
+
+    world = subparsers.add_parser("world", help="the CPU world testbed: pretrain the base, build data, show, report")
+    sub = world.add_subparsers(dest="world_command", metavar="WORLD_COMMAND")
+
+    p = sub.add_parser("pretrain", help="fit the codebook, train the oracle and pretrain the tiny UMM")
+    _add_dataclass_args(p, PretrainConfig)
+    p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("build-data", help="write Visual Instruction Elaboration data (samples, quadruplets, PNGs)")
+    _add_dataclass_args(p, BuildConfig)
+    p.set_defaults(func=_build_data)
+
+    p = sub.add_parser("show", help="write a PNG grid: renders, round-trips, base generations, naive vs rewritten")
+    p.add_argument("--out", default="world_grid.png")
+    p.add_argument("--base", default=None, help="base directory (default: the shipped base)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_show)
+
+    p = sub.add_parser("report", help="measure the world (oracle, generation, understanding, gap, priors) as JSON")
+    p.add_argument("--base", default=None, help="base directory (default: the shipped base)")
+    p.add_argument("--data", default=None, help="a build-data output directory (default: build one in a temp dir)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="fewer samples per measurement")
+    p.add_argument("--out", default=None, help="also write the JSON here")
+    p.set_defaults(func=_report)
+    world.set_defaults(func=lambda a: (world.print_help(), 2)[1])

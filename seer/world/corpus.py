@@ -1,0 +1,238 @@
+"""The pretraining corpus of the world's tiny UMM. It builds the paper's cognitive gap in on purpose:
+
+1. **Generation** (caption → image tokens): concrete captions only, each attribute mentioned with probability 1/2
+   (unmentioned material/style/accessory default; unmentioned colour/background/size are drawn at random), with
+   varied phrasings and 0–6 neutral filler words around the caption so the generator learns to read only caption
+   words. No abstract word and no instruction word ever appears on this side (``FILLERS`` excludes every word of
+   every registered instruction), so a naive ``a ⊕ p0`` of a Hard instruction renders the prompt alone (Type III);
+   Simple instructions that contain a caption word ("carved out of ice") may partly work naively, as in the paper.
+2. **Understanding**: image → caption; image + question → answer for every concrete attribute and for every concept,
+   ID and OOD ("<image> does it look scary yet cute ?" → "yes"/"no", balanced), and concept definitions in words
+   ("what makes something look scary yet cute ?" → "night , pink and small"): the model *knows* what concepts look
+   like, in understanding.
+3. **A weak reprompting prior** in exactly the RLMT format (``DEFAULT_TEMPLATES.reprompt_text`` →
+   ``<think> … </think> <reprompt> … </reprompt>``) over ID and OOD instructions, mixing four paths, each opened by
+   its own reasoning words: faithful ("the instruction asks for …", right 90% of the time when taken), Type I lazy
+   concatenation ("just add the instruction …": p0 + the instruction's words), Type II misinterpretation ("the
+   instruction suggests …": wrong concrete values), Type III omission ("the prompt is enough …": p0). The faithful
+   path is taken ~30% of the time, so the base policy has latent, unreliable ability that RL can make the rule.
+4. **A weak pairwise-evaluation prior** in exactly the RLVR format (``DEFAULT_TEMPLATES.evaluator_text`` with two
+   images → ``<think> image A shows … image B shows … </think> <answer> X </answer>``): the reasoning describes both
+   images correctly (latent understanding), the verdict is a coin flip (uninformative), so zero-shot pairwise
+   accuracy is near chance, as the paper reports for Harmon. Phase-1 contexts (instruction "none", p0 image vs an image
+   with the subject swapped) and phase-2 contexts (a satisfying image vs the p0 image) both appear.
+
+Each example is ``(kind, payload)``; :func:`encode` turns it into ``(input_ids, loss_mask)`` with the backend's own
+``encode_text_example`` / ``encode_image_example``, so pretraining uses exactly the formats RL and evaluation use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seer.backends.base import Context
+from seer.prompts import DEFAULT_TEMPLATES, NO_INSTRUCTION
+from seer.world import semantics as S
+from seer.world.render import ATTRIBUTES, SUBJECTS, Spec, render
+
+_FILLER_CANDIDATES = (
+    "please draw me image picture photo showing here i want see simple nice quick create some really just one now "
+    "good generate depict illustration scene featuring there we need my our for you can would be great thanks okay "
+    "maybe hmm well could kindly"
+).split()
+INSTRUCTION_WORDS = frozenset(w for t in S.INSTRUCTIONS for w in S.tokenize(t))
+FILLERS = tuple(w for w in _FILLER_CANDIDATES if w not in INSTRUCTION_WORDS and w not in S.CAPTION_WORDS)
+CAPTION_PREFIXES = tuple(p for p in ("", "", "", "a picture of", "an image of", "draw", "please draw", "a photo of",
+                                      "generate", "depict", "an illustration of", "a scene featuring")
+                         if not set(p.split()) & INSTRUCTION_WORDS - {"a"})
+
+KINDS = ("generate", "describe", "ask", "concept_ask", "define", "reprompt", "evaluate")
+MIX = {"generate": 0.44, "describe": 0.08, "ask": 0.12, "concept_ask": 0.13, "define": 0.03, "reprompt": 0.12,
+       "evaluate": 0.08}
+
+QUESTIONS = {
+    "subject": "what is it ?",
+    "colour": "what colour is it ?",
+    "material": "what is it made of ?",
+    "style": "what style is the image ?",
+    "accessory": "what does it have ?",
+    "background": "where is it ?",
+    "size": "is it small or large ?",
+}
+_OPEN = "<image>"
+
+
+def _rand(rng: np.random.Generator, seq):
+    return seq[int(rng.integers(len(seq)))]
+
+
+def random_caption(rng: np.random.Generator, subjects=SUBJECTS) -> tuple[str, Spec]:
+    """A concrete caption with a random subset of attributes mentioned, and the spec it asks for (unmentioned
+    colour/background/size left ``None``: the render seed draws them)."""
+    subject = _rand(rng, subjects)
+    vals: dict[str, str | None] = {"subject": subject}
+    mention = []
+    for k, known in ATTRIBUTES.items():
+        if k == "subject":
+            continue
+        if rng.random() < 0.5:
+            choices = [v for v in known if v != S.DEFAULTS.get(k)]
+            vals[k] = _rand(rng, choices)
+            mention.append(k)
+        else:
+            vals[k] = S.DEFAULTS.get(k)
+    return S.caption(vals, tuple(mention)), Spec(**vals)
+
+
+def with_fillers(text: str, rng: np.random.Generator) -> str:
+    pre = _rand(rng, CAPTION_PREFIXES)
+    words = [pre] if pre else []
+    n_before, n_after = rng.integers(0, 4), rng.integers(0, 3) if rng.random() < 0.5 else 0
+    words += [_rand(rng, FILLERS) for _ in range(n_before)] + [text] + [_rand(rng, FILLERS) for _ in range(n_after)]
+    return " ".join(words)
+
+
+def full_caption(spec: Spec) -> str:
+    return S.caption(spec.attributes(), tuple(k for k in ATTRIBUTES if k != "subject"))
+
+
+def _concept_image(rng: np.random.Generator, seed: int) -> tuple[np.ndarray, Spec]:
+    """Half the time an image that satisfies a random concept, so concept questions are balanced."""
+    if rng.random() < 0.5:
+        c = _rand(rng, list(S.CONCEPTS.values()))
+        return render(Spec(**{k: _rand(rng, vs) for k, vs in c.target.items()}), seed)
+    return render(None, seed)
+
+
+def minimal_prompt(rng: np.random.Generator, subject: str, avoid: set[str]) -> str:
+    """p0: "a cat", sometimes with one stated attribute outside the instruction's target dimensions."""
+    if rng.random() < 0.3:
+        k = _rand(rng, [k for k in ("colour", "background", "size") if k not in avoid] or ["subject"])
+        if k != "subject":
+            return S.caption({"subject": subject, k: _rand(rng, ATTRIBUTES[k])}, (k,))
+    return f"a {subject}"
+
+
+def faithful_reprompt(instr: S.Instruction, prompt: str, rng: np.random.Generator, wrong: bool = False) -> str:
+    """A concrete caption that keeps p0's subject and stated attributes and states the target values."""
+    attrs = dict(S.prompt_attributes(prompt))
+    target = instr.rule
+    for k, vs in target.items():
+        attrs[k] = _rand(rng, vs)
+    if wrong:
+        k = _rand(rng, list(target))
+        attrs[k] = _rand(rng, [v for v in ATTRIBUTES[k] if v not in target[k] and v != S.DEFAULTS.get(k)])
+    return S.caption(attrs, tuple(k for k in attrs if k != "subject"))
+
+
+def _asked_for(instr: S.Instruction) -> str:
+    return instr.concept if instr.concept else "a concrete change"
+
+
+def reprompt_completion(instr: S.Instruction, prompt: str, rng: np.random.Generator) -> tuple[str, str]:
+    """One completion of the reprompting prior and the path it took ('faithful', 'type1', 'type2', 'type3')."""
+    u = rng.random()
+    if u < 0.30:
+        wrong = rng.random() < 0.1
+        rep = faithful_reprompt(instr, prompt, rng, wrong)
+        think = (f"the instruction asks for {_asked_for(instr)} . that means "
+                 f"{S.describe_rule(instr.rule)} . keep the {S.prompt_attributes(prompt)['subject']} .")
+        return f"<think> {think} </think> <reprompt> {rep} </reprompt>", "faithful"
+    if u < 0.55:
+        rep = f"{prompt} , {instr.text.rstrip(' .')}"
+        return f"<think> just add the instruction to the prompt . </think> <reprompt> {rep} </reprompt>", "type1"
+    if u < 0.75:
+        target = instr.rule
+        attrs = dict(S.prompt_attributes(prompt))
+        wrong_rule = {}
+        for k in target:
+            k2 = k if rng.random() < 0.6 else _rand(rng, [a for a in ATTRIBUTES if a != "subject"])
+            bad = [v for v in ATTRIBUTES[k2] if v not in target.get(k2, ()) and v != S.DEFAULTS.get(k2)
+                   and v != attrs.get(k2)]
+            v = _rand(rng, bad)
+            attrs[k2] = v
+            wrong_rule[k2] = (v,)
+        rep = S.caption(attrs, tuple(k for k in attrs if k != "subject"))
+        think = f"the instruction suggests {S.describe_rule(wrong_rule)} ."
+        return f"<think> {think} </think> <reprompt> {rep} </reprompt>", "type2"
+    return f"<think> the prompt is enough . </think> <reprompt> {prompt} </reprompt>", "type3"
+
+
+def swapped_subject(subject: str, rng: np.random.Generator) -> str:
+    return _rand(rng, [s for s in SUBJECTS if s != subject])
+
+
+def make_example(kind: str, rng: np.random.Generator) -> tuple[str, tuple]:
+    """One corpus example: ('image', (prompt, image)) or ('text', (Context, completion))."""
+    seed = int(rng.integers(0, 2**31))
+    if kind == "generate":
+        text, spec = random_caption(rng)
+        return "image", (with_fillers(text, rng), render(spec, seed)[0])
+    if kind == "describe":
+        img, spec = render(None, seed)
+        return "text", (Context(f"{_OPEN} describe the image .", (img,)), full_caption(spec))
+    if kind == "ask":
+        img, spec = render(None, seed)
+        k = _rand(rng, [a for a in ATTRIBUTES])
+        if rng.random() < 0.5:
+            return "text", (Context(f"{_OPEN} {QUESTIONS[k]}", (img,)), getattr(spec, k))
+        v = getattr(spec, k) if rng.random() < 0.5 else _rand(rng, ATTRIBUTES[k])
+        return "text", (Context(f"{_OPEN} is its {k} {v} ?", (img,)), "yes" if getattr(spec, k) == v else "no")
+    if kind == "concept_ask":
+        c = _rand(rng, list(S.CONCEPTS.values()))
+        if rng.random() < 0.5:
+            img, spec = render(Spec(**{k: _rand(rng, vs) for k, vs in c.target.items()}), seed)
+        else:
+            img, spec = render(None, seed)
+        ans = "yes" if S.satisfies(spec.attributes(), c.target) else "no"
+        return "text", (Context(f"{_OPEN} does it look {c.name} ?", (img,)), ans)
+    if kind == "define":
+        c = _rand(rng, list(S.CONCEPTS.values()))
+        return "text", (Context(f"what makes something look {c.name} ?"), S.describe_rule(c.target))
+    if kind == "reprompt":
+        instr = _rand(rng, list(S.INSTRUCTIONS.values()))
+        prompt = minimal_prompt(rng, _rand(rng, SUBJECTS), set(instr.rule))
+        completion, _ = reprompt_completion(instr, prompt, rng)
+        return "text", (Context(DEFAULT_TEMPLATES.reprompt_text(instr.text, prompt)), completion)
+    if kind == "evaluate":
+        subject = _rand(rng, SUBJECTS)
+        if rng.random() < 0.4:  # phase 1: which image matches the prompt
+            instr_text = NO_INSTRUCTION
+            prompt = f"a {subject}"
+            a = render(Spec(subject=subject, **S.DEFAULTS), seed)
+            b = render(Spec(subject=swapped_subject(subject, rng), **S.DEFAULTS), seed + 1)
+        else:
+            instr = _rand(rng, list(S.INSTRUCTIONS.values()))
+            instr_text = instr.text
+            prompt = minimal_prompt(rng, subject, set(instr.rule))
+            base = S.prompt_attributes(prompt)
+            a = render(S.satisfying_spec(instr.rule, base, rng), seed)
+            b = render(Spec(**{**S.DEFAULTS, **base}), seed + 1)
+        if rng.random() < 0.5:
+            a, b = b, a
+        think = f"image A shows {full_caption(a[1])} . image B shows {full_caption(b[1])} ."
+        verdict = "A" if rng.random() < 0.5 else "B"  # uninformative on purpose
+        ctx = Context(DEFAULT_TEMPLATES.evaluator_text(instr_text, prompt), (a[0], b[0]))
+        return "text", (ctx, f"<think> {think} </think> <answer> {verdict} </answer>")
+    raise ValueError(f"unknown corpus kind {kind!r}; known: {KINDS}")
+
+
+def encode(backend, example: tuple[str, tuple]) -> tuple[list[int], list[int]]:
+    kind, payload = example
+    if kind == "image":
+        return backend.encode_image_example(*payload)
+    return backend.encode_text_example(*payload)
+
+
+def vocabulary_texts() -> list[str]:
+    """Every text the corpus can produce words from (for the word-level vocabulary), deterministic."""
+    texts = [DEFAULT_TEMPLATES.system, DEFAULT_TEMPLATES.evaluator, DEFAULT_TEMPLATES.reprompt,
+             " ".join(FILLERS), " ".join(CAPTION_PREFIXES), " ".join(QUESTIONS.values()), "describe the image .",
+             "is its does it look yes no what makes something look", "A B", NO_INSTRUCTION,
+             "the instruction asks for a concrete change . that means keep the just add instruction to prompt "
+             "suggests is enough image shows", "plain normal none"]
+    texts = [t.replace("{instruction}", " ").replace("{prompt}", " ") for t in texts]
+    texts += list(S.INSTRUCTIONS) + list(S.CONCEPTS) + list(ATTRIBUTES)
+    texts += [" ".join(v) for v in ATTRIBUTES.values()]
+    texts += list(S.ACCESSORY_PHRASE.values()) + list(S.BACKGROUND_PHRASE.values()) + list(S.STYLE_PHRASE.values())
+    return texts

@@ -1,0 +1,213 @@
+"""``seer world pretrain``: fit the codebook, train the oracle, and pretrain the tiny UMM on the world's corpus.
+
+The corpus and why it builds the cognitive gap in are documented in :mod:`seer.world.corpus`. Training choices:
+
+* a ~4M-parameter Llama (hidden 256, 4 layers) made by ``TokenUMMBackend.create`` over the corpus' words and the
+  codebook's 1024 image codes; AdamW (β = 0.9, 0.95, weight decay 0.01), lr 2e-3 with linear warm-up and a cosine
+  decay, batch 64, bf16 autocast (1.3–1.9× faster than fp32 on this CPU in the issue's trial), gradient clip 1.0;
+* each batch holds one corpus kind (drawn by ``corpus.MIX``), so sequences in a batch have similar lengths and little
+  padding; every batch is fresh (an endless stream of renders: no epoch, no overfitting to a fixed set);
+* the schedule's progress is ``max(step / steps, elapsed / budget)``, so a run cut by its wall-time budget still ends
+  with a fully decayed learning rate;
+* the backend freezes the image-token rows (ϕ) with gradient hooks for RL; pretraining trains a hook-free copy of the
+  model and wraps the result in a new backend at the end, which snapshots the trained ϕ;
+* a checkpoint (model, optimizer, step, elapsed time, RNG state) is written atomically every ``checkpoint_every``
+  steps; ``--resume`` continues from it.
+
+Output directory: ``umm/`` (the backend, weights stored in bf16), ``oracle.safetensors`` + ``oracle.json``,
+``world.json`` (config, versions, wall times, world fingerprint).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seer.io import atomic_write_json
+
+WORLD_FILE = "world.json"
+UMM_DIR = "umm"
+
+
+@dataclass
+class PretrainConfig:
+    """Configuration of ``seer world pretrain``."""
+
+    out: str = "runs/world-base"  # output directory
+    seed: int = 0  # seeds the codebook, oracle, model init and corpus stream
+    steps: int = 4000  # optimizer steps (upper bound; the wall-time budget may stop earlier)
+    minutes: float = 25.0  # wall-time budget for the UMM pretraining loop (minutes)
+    batch: int = 64  # sequences per step
+    lr: float = 2e-3  # peak learning rate
+    warmup: int = 100  # linear warm-up steps
+    hidden: int = 256  # transformer width
+    layers: int = 4  # transformer layers
+    heads: int = 4  # attention heads
+    bf16: bool = True  # bf16 autocast for the forward pass
+    oracle_steps: int = 1500  # oracle training steps
+    checkpoint_every: int = 200  # steps between atomic checkpoints
+    resume: bool = False  # continue from <out>/ckpt.pt
+    threads: int = 0  # torch threads (0 = torch default)
+
+
+def world_fingerprint() -> str:
+    """A hash of the world's attribute values, concepts and instructions: a shipped base made for another world is
+    detected on load."""
+    import hashlib
+
+    from seer.world import semantics as S
+    from seer.world.render import ATTRIBUTES
+
+    blob = json.dumps([ATTRIBUTES, [(c.name, c.rule) for c in S.CONCEPTS.values()],
+                       [(i.text, i.category, i.distribution, i.target) for i in S.INSTRUCTIONS.values()]])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def lr_at(progress: float, step: int, cfg: PretrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _save_ckpt(path: Path, model, opt, step: int, elapsed: float, rng: np.random.Generator) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
+                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def pretrain(cfg: PretrainConfig) -> dict:
+    from tqdm import tqdm
+    from transformers import LlamaForCausalLM
+
+    from seer.backends.image_tokenizer import PatchCodebook
+    from seer.backends.text_tokenizer import collect_words
+    from seer.backends.token_umm import TokenUMMBackend
+    from seer.world import corpus as C
+    from seer.world.codebook import fit_codebook
+    from seer.world.oracle import OracleJudge, train_oracle
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    times: dict[str, float] = {}
+
+    cb_dir = out / "codebook"
+    if cfg.resume and (cb_dir / PatchCodebook.FILE).is_file():
+        codebook = PatchCodebook.load(cb_dir)
+    else:
+        codebook = fit_codebook(cfg.seed)
+        codebook.save(cb_dir)
+    times["codebook_s"] = time.time() - t0
+
+    t1 = time.time()
+    if not (cfg.resume and (out / "oracle.safetensors").is_file()):
+        OracleJudge(train_oracle(codebook, seed=cfg.seed, steps=cfg.oracle_steps)).save(out)
+    times["oracle_s"] = time.time() - t1
+
+    words = collect_words(C.vocabulary_texts())
+    backend0 = TokenUMMBackend.create(words, codebook, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
+                                      max_position=512, seed=cfg.seed, dtype="bfloat16" if cfg.bf16 else "float32")
+    torch.manual_seed(cfg.seed)
+    model = LlamaForCausalLM(backend0.model.config)  # hook-free: pretraining trains ϕ too
+    model.load_state_dict(backend0.model.state_dict())
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.95))
+    rng = np.random.default_rng(cfg.seed + 1)
+    step, elapsed_before = 0, 0.0
+    ckpt = out / "ckpt.pt"
+    if cfg.resume and ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, elapsed_before = int(state["step"]), float(state["elapsed"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resumed from {ckpt} at step {step} ({elapsed_before / 60:.1f} min done)")
+
+    kinds = list(C.MIX)
+    probs = np.array([C.MIX[k] for k in kinds])
+    probs = probs / probs.sum()
+    budget = cfg.minutes * 60
+    t_loop = time.time()
+    losses: dict[str, list[float]] = {k: [] for k in kinds}
+    log_path = out / "pretrain_log.jsonl"
+    bar = tqdm(total=cfg.steps, initial=step, desc="pretrain", mininterval=10)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.bf16 else torch.autocast("cpu", enabled=False)
+    n_seq = 0
+    while step < cfg.steps:
+        elapsed = elapsed_before + time.time() - t_loop
+        if elapsed > budget:
+            print(f"wall-time budget of {cfg.minutes} min reached at step {step}")
+            break
+        progress = max(step / cfg.steps, elapsed / budget)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(progress, step, cfg)
+        kind = kinds[int(rng.choice(len(kinds), p=probs))]
+        batch = backend0.collate([C.encode(backend0, C.make_example(kind, rng)) for _ in range(cfg.batch)])
+        with autocast:
+            loss = model(**batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        n_seq += cfg.batch
+        losses[kind].append(float(loss))
+        bar.update(1)
+        if step % 25 == 0:
+            recent = {k: round(float(np.mean(v[-5:])), 3) for k, v in losses.items() if v}
+            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+            with log_path.open("a") as f:
+                f.write(json.dumps({"step": step, "elapsed_s": round(elapsed, 1), "lr": opt.param_groups[0]["lr"],
+                                    "loss": recent}) + "\n")
+        if step % cfg.checkpoint_every == 0:
+            _save_ckpt(ckpt, model, opt, step, elapsed_before + time.time() - t_loop, rng)
+    bar.close()
+    loop_s = elapsed_before + time.time() - t_loop
+    _save_ckpt(ckpt, model, opt, step, loop_s, rng)
+
+    model.eval()
+    backend = TokenUMMBackend(model, backend0.tokenizer, codebook, dtype="bfloat16" if cfg.bf16 else "float32")
+    save_backend_compact(backend, out / UMM_DIR)
+    times["pretrain_loop_s"] = loop_s
+    times["total_s"] = time.time() - t0
+    import transformers
+
+    meta = {
+        "config": asdict(cfg),
+        "steps_done": step,
+        "sequences_seen_this_run": n_seq,
+        "final_loss_by_kind": {k: round(float(np.mean(v[-10:])), 4) for k, v in losses.items() if v},
+        "times": {k: round(v, 1) for k, v in times.items()},
+        "world_fingerprint": world_fingerprint(),
+        "vocab_size": len(backend0.tokenizer),
+        "params": sum(p.numel() for p in model.parameters()),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+    }
+    atomic_write_json(out / WORLD_FILE, meta)
+    return meta
+
+
+def save_backend_compact(backend, path: Path) -> None:
+    """Save the backend with its model weights in bf16 (half the size; loading casts back to fp32)."""
+    import copy
+
+    model = backend.model
+    backend.model = copy.deepcopy(model).to(torch.bfloat16)
+    try:
+        backend.save(path)
+    finally:
+        backend.model = model
