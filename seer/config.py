@@ -149,6 +149,8 @@ class RLMTConfig(StageConfig):
     self_judge: bool = arg(False, "let the live policy judge its own images instead of the frozen evaluator")
     judge_both_orders: bool = arg(False, "judge each pair in both orders and average the two Eq. 9 rewards")
     judge_max_new_tokens: int = arg(64, "cap on the evaluator's (greedy) verdict completion")
+    share_evaluator_base: bool = arg(False, "load the evaluator as a frozen adapter on the policy's base weights "
+                                     "(Janus with LoRA: one copy of the base model in memory)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -143,9 +143,13 @@ def expected_image_size(backend: Any) -> tuple[int, int] | None:
     return tuple(size) if size is not None else None
 
 
-def check_contexts(backend: Any, contexts: list[tuple[str, Context]]) -> dict[str, Any]:
-    """Encode every (where, context) with the backend when it can (token UMM: ``encode_context``), so an image of
-    the wrong shape or a context longer than the model fail before training; returns unknown-word counts."""
+def check_contexts(backend: Any, contexts: list[tuple[str, Context]], max_new_tokens: int) -> dict[str, Any]:
+    """Encode every (where, context) with the backend when it can (``encode_context``), so an image of the wrong
+    shape or a context that leaves no room for ``max_new_tokens`` fails before training; returns unknown-token
+    counts."""
+    check_request = getattr(backend, "check_request", None)  # Janus: images per context and text budget
+    if check_request is not None and contexts:
+        check_request(max(len(c.images) for _, c in contexts), max_new_tokens)
     encode = getattr(backend, "encode_context", None)
     if encode is None:
         return {"checked": False}
@@ -160,11 +164,21 @@ def check_contexts(backend: Any, contexts: list[tuple[str, Context]]) -> dict[st
         if n_unk and first_unknown is None:
             first_unknown = where
         if check_length is not None:
-            check_length(len(ids), where)
+            check_length(len(ids) + max_new_tokens, f"{where} plus max_new_tokens")
     if unknown:
         print(f"seer: warning: {unknown} context token(s) are unknown to the model's tokenizer (first in "
               f"{first_unknown}); check the templates and the data's words", file=sys.stderr)
     return {"checked": True, "unknown_tokens": unknown, "longest_context": longest}
+
+
+def describe_backend(backend: Any) -> dict[str, Any]:
+    """The backend's own summary (sizes, θ/ϕ counts) when it offers one, for the dry-run and meta.json."""
+    for name in ("describe", "model_summary"):
+        fn = getattr(backend, name, None)
+        if callable(fn):
+            return fn()
+    return {"kind": getattr(backend, "kind", type(backend).__name__),
+            "theta_params": sum(p.numel() for p in backend.trainable_parameters())}
 
 
 def make_optimizer(backend: Any, cfg: Any, lr: float) -> torch.optim.Optimizer:
@@ -354,12 +368,12 @@ def sample_records(group: Group) -> list[dict[str, Any]]:
 _CONFIG_KIND = object()
 
 
-def open_model(path: str, cfg: Any, what: str, kind: Any = _CONFIG_KIND) -> Any:
+def open_model(path: str, cfg: Any, what: str, kind: Any = _CONFIG_KIND, **loader_kwargs: Any) -> Any:
     """Load a backend from ``path`` with the config's backend kind (unless ``kind`` is given; None = read it from
     backend.json), dtype and device. Errors name the config key ``what``."""
     from seer.backends.base import BackendError, load_backend
 
-    kwargs = {"device": cfg.device}
+    kwargs = {"device": cfg.device, **loader_kwargs}
     if cfg.dtype is not None:
         kwargs["dtype"] = cfg.dtype
     try:

@@ -27,6 +27,7 @@ from seer.stages.common import (
     Phase,
     check_contexts,
     derive_seed,
+    describe_backend,
     expected_image_size,
     open_model,
     run_stage,
@@ -114,7 +115,8 @@ def open_policy_and_judge(cfg: RLMTConfig) -> tuple[Any, Any, dict[str, str]]:
     if cfg.self_judge:
         judge = policy
     else:
-        judge = open_model(str(evaluator_dir), cfg, "evaluator", kind=None)  # backend.json names the kind
+        share = {"share_base_with": policy} if cfg.share_evaluator_base else {}
+        judge = open_model(str(evaluator_dir), cfg, "evaluator", kind=None, **share)  # backend.json names the kind
     if expected_image_size(policy) != expected_image_size(judge):
         raise BackendError(f"evaluator {evaluator_dir} expects images of size {expected_image_size(judge)} but the "
                            f"policy {init_dir} generates {expected_image_size(policy)}")
@@ -135,16 +137,17 @@ def train(cfg: RLMTConfig) -> Path:
         **paths,
         "self_judge": cfg.self_judge,
         "backend": getattr(policy, "kind", type(policy).__name__),
-        "theta_params": sum(p.numel() for p in policy.trainable_parameters()),
+        "model_summary": describe_backend(policy),
         "samples": len(samples),
         "steps": -(-len(samples) // cfg.queries_per_step) * cfg.epochs,
         "image_size": expected_image_size(policy),
-        "contexts": check_contexts(policy, contexts),
+        "contexts": check_contexts(policy, contexts, cfg.max_new_tokens),
     }
     if cfg.dry_run:  # one baseline image judged against itself: generation and the evaluator's context both work
         x0 = policy.generate_images([samples[0].naive_prompt], [cfg.seed])[0]
         text = cfg.templates.evaluator_text(samples[0].instruction, samples[0].prompt)
-        summary["judge_check"] = check_contexts(judge, [("evaluator context", Context(text, (x0, x0)))])
+        summary["judge_check"] = check_contexts(judge, [("evaluator context", Context(text, (x0, x0)))],
+                                                cfg.judge_max_new_tokens)
     phases = [Phase("reprompting", samples, cfg.lr, cfg.epochs)]
     return run_stage(cfg, policy, dist, phases, lambda s, seed, t: rollout(policy, judge, cfg, s, seed, t), summary,
                      extra_metrics=EXTRA_METRICS)

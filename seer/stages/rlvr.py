@@ -27,6 +27,7 @@ from seer.stages.common import (
     Phase,
     check_contexts,
     derive_seed,
+    describe_backend,
     expected_image_size,
     open_model,
     run_stage,
@@ -108,13 +109,13 @@ def train(cfg: RLVRConfig) -> Path:
         "run_dir": str(cfg.run_dir),
         "model": cfg.model,
         "backend": getattr(backend, "kind", type(backend).__name__),
-        "theta_params": sum(p.numel() for p in backend.trainable_parameters()),
+        "model_summary": describe_backend(backend),
         "phase1_quadruplets": len(phase1),
         "phase2_quadruplets": len(phase2),
         "steps": sum(-(-len(qs) // cfg.queries_per_step) * e
                      for qs, e in ((phase1, cfg.epochs_phase1), (phase2, cfg.epochs_phase2))),
         "image_size": expected_image_size(backend),
-        "contexts": check_contexts(backend, contexts),
+        "contexts": check_contexts(backend, contexts, cfg.max_new_tokens),
     }
     phases = [
         Phase(PHASE_NAMES[0], phase1, cfg.lr_phase1, cfg.epochs_phase1,
