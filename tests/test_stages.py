@@ -280,3 +280,22 @@ def test_cli_errors_are_clean(data, capsys):
     assert "key 'epsilon' expects float, got 'big'" in capsys.readouterr().err
     assert main(["train", "rlmt", "--help"]) == 0
     assert "--judge_both_orders" in capsys.readouterr().out
+
+
+def test_a_moving_generator_is_caught_at_the_checkpoint(data, monkeypatch):
+    def leaky_step(self):
+        self.brightness = self.brightness + 1.0  # a bug that lets ϕ drift
+
+    monkeypatch.setattr(StubBackend, "after_optimizer_step", leaky_step)
+    with pytest.raises(RuntimeError, match="ϕ changed"):
+        rlvr.train(rlvr_cfg(data, save_every=2))
+
+
+def test_reprompt_command_uses_the_run_templates(data, tmp_path):
+    from seer.prompts import DEFAULT_TEMPLATES
+    from seer.stages.cli import run_templates
+
+    run_dir = rlmt.train(rlmt_cfg(data, "--templates.system", "reason first", name="tpl", max_steps=1))
+    assert run_templates(run_dir).system == "reason first"
+    assert run_templates(run_dir / "model").system == "reason first"
+    assert run_templates(data["base"]) == DEFAULT_TEMPLATES
