@@ -403,6 +403,7 @@ def run_stage(
         if dist.is_main:
             print_summary(f"seer train {cfg.stage} --dry-run: everything validated; nothing was written", summary)
         return cfg.run_dir
+    dist.barrier()  # every process has checked the run directory before the main one creates or clears it
     seed_everything(cfg.seed)
     run = Run(cfg, dist.is_main, derived=summary)
     optimizer = make_optimizer(backend, cfg, phases[0].lr)
