@@ -197,6 +197,28 @@ def test_token_logprobs_padding_and_ragged_mask(backend):
         backend.token_logprobs(ctxs[:2], comps[:1])
 
 
+def test_shared_context_prefill_matches_flat_scoring_values_and_grads(backend):
+    ctxs = [_eval_ctx()] * 3 + [_reprompt_ctx()] * 2
+    out = backend.generate_text([ctxs[0], ctxs[3]], 3, SamplingParams(max_new_tokens=9), seed=4)
+    comps = [c.token_ids for c in out[0]] + [c.token_ids for c in out[1][:2]]
+
+    def score(share: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        backend.share_prefix = share
+        backend.model.zero_grad(set_to_none=True)
+        lp, mask = backend.token_logprobs(ctxs, comps)
+        (lp * mask).sum().backward()
+        return lp.detach(), [p.grad.clone() for p in backend.model.parameters()]
+
+    lp_shared, g_shared = score(True)
+    lp_flat, g_flat = score(False)
+    torch.testing.assert_close(lp_shared, lp_flat, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_shared, g_flat, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    backend.share_prefix = True
+    ref_shared, _ = backend.token_logprobs(ctxs, comps, reference=True)
+    torch.testing.assert_close(ref_shared, lp_flat, atol=1e-5, rtol=1e-5)
+
+
 # -- training: reference and θ/ϕ ---------------------------------------------------------------------------------
 def _one_adamw_step(backend: TokenUMMBackend) -> None:
     ctxs = [_eval_ctx(), _reprompt_ctx()]

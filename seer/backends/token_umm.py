@@ -172,6 +172,7 @@ class TokenUMMBackend:
         self.image_temperature = float(image_temperature)
         self.image_cfg_scale = float(image_cfg_scale)
         self.dtype = dtype
+        self.share_prefix = True  # token_logprobs runs a context repeated in the batch once (see _score_shared)
 
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (PAD, UNK, BOS, EOS, SEP, GEN, BOI, EOI)}
         self.pad_id, self.unk_id, self.bos_id, self.eos_id = ids[PAD], ids[UNK], ids[BOS], ids[EOS]
@@ -559,27 +560,79 @@ class TokenUMMBackend:
     ) -> torch.Tensor:
         """(B, T) log-probs of ``comps`` after ``ctxs`` (right-padded, padding positions hold garbage)."""
         module = self._train_module if module is None else module
+        for i, (c, x) in enumerate(zip(ctxs, comps, strict=True)):
+            self.check_length(len(c) + len(x), f"context {i} plus its completion")
+        # a GRPO group scores G completions of one context: run that context once. Only on the bare model: a DDP
+        # wrapper expects a single forward per backward
+        repeated = len({tuple(c) for c in ctxs}) < len(ctxs)
+        if self.share_prefix and repeated and isinstance(module, LlamaForCausalLM):
+            return self._score_shared(ctxs, comps, T, module)
+        return self._score_flat(ctxs, comps, T, module)
+
+    def _restricted_logprobs(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(B, T, V) logits, (B, T) targets → (B, T) log-probs over the text sampling vocabulary."""
+        z = logits[..., : self.num_text].float() + self._text_bias
+        return z.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+
+    def _targets(self, comps: list[list[int]], T: int) -> torch.Tensor:
+        targets = torch.full((len(comps), T), self.eos_id, dtype=torch.long, device=self.device)
+        for b, comp in enumerate(comps):
+            targets[b, : len(comp)] = torch.as_tensor(comp, dtype=torch.long)
+        return targets
+
+    def _score_shared(
+        self, ctxs: list[list[int]], comps: list[list[int]], T: int, module: torch.nn.Module
+    ) -> torch.Tensor:
+        """Prefill each distinct context once (left-padded, so its last logit predicts completion token 0), expand
+        the KV cache to the rows (index_select keeps the graph: the context's gradient sums over its rows), then run
+        the right-padded completions on top."""
+        dev = self.device
+        slot: dict[tuple[int, ...], int] = {}
+        row_of = [slot.setdefault(tuple(c), len(slot)) for c in ctxs]
+        unique = list(slot)
+        P, L = len(unique), max(len(c) for c in unique)
+        ctx_ids = torch.full((P, L), self.pad_id, dtype=torch.long, device=dev)
+        ctx_attn = torch.zeros((P, L), dtype=torch.long, device=dev)
+        for p, c in enumerate(unique):
+            ctx_ids[p, L - len(c) :] = torch.as_tensor(c, dtype=torch.long)
+            ctx_attn[p, L - len(c) :] = 1
+        ctx_pos = (ctx_attn.cumsum(1) - 1).clamp(min=0)
+        index = torch.as_tensor(row_of, dtype=torch.long, device=dev)
+        targets = self._targets(comps, T)
+        with self._autocast():
+            out = module(input_ids=ctx_ids, attention_mask=ctx_attn, position_ids=ctx_pos, use_cache=True,
+                         logits_to_keep=1)
+            logits = out.logits[index]  # (B, 1, V): predicts completion token 0
+            if T > 1:
+                cache = out.past_key_values
+                cache.reorder_cache(index)  # (P, ...) → (B, ...)
+                attn = torch.cat([ctx_attn[index], torch.ones((len(ctxs), T - 1), dtype=torch.long, device=dev)], 1)
+                pos = ctx_pos[index, -1:] + 1 + torch.arange(T - 1, device=dev)  # (B, T-1)
+                rest = module(input_ids=targets[:, : T - 1], attention_mask=attn, position_ids=pos,
+                              past_key_values=cache, use_cache=True).logits  # (B, T-1, V)
+                logits = torch.cat([logits, rest], 1)
+        return self._restricted_logprobs(logits, targets)
+
+    def _score_flat(
+        self, ctxs: list[list[int]], comps: list[list[int]], T: int, module: torch.nn.Module
+    ) -> torch.Tensor:
+        """One right-padded forward over ``context + completion`` per row."""
         seqs = [c + x for c, x in zip(ctxs, comps, strict=True)]
-        for i, s in enumerate(seqs):
-            self.check_length(len(s), f"context {i} plus its completion")
         B, S = len(seqs), max(len(s) for s in seqs)
         dev = self.device
         input_ids = torch.full((B, S), self.pad_id, dtype=torch.long, device=dev)
         attn = torch.zeros((B, S), dtype=torch.long, device=dev)
-        targets = torch.full((B, T), self.eos_id, dtype=torch.long, device=dev)
         for b, s in enumerate(seqs):
             input_ids[b, : len(s)] = torch.as_tensor(s, dtype=torch.long)
             attn[b, : len(s)] = 1
-            targets[b, : len(comps[b])] = torch.as_tensor(comps[b], dtype=torch.long)
         # logits at position ctx_len - 1 + t predict completion token t; keep only the tail that holds them
         first = min(len(c) for c in ctxs) - 1
         keep = S - first
         with self._autocast():
             logits = module(input_ids=input_ids, attention_mask=attn, logits_to_keep=keep).logits  # (B, keep, V)
         idx = torch.tensor([[len(c) - 1 + t - first for t in range(T)] for c in ctxs], device=dev).clamp(max=keep - 1)
-        z = logits[..., : self.num_text].float()
-        z = z.gather(1, idx[..., None].expand(-1, -1, z.shape[-1])) + self._text_bias  # (B, T, V_text)
-        return z.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+        logits = logits.gather(1, idx[..., None].expand(-1, -1, logits.shape[-1]))  # (B, T, V)
+        return self._restricted_logprobs(logits, self._targets(comps, T))
 
     # -- θ / ϕ ---------------------------------------------------------------------------------------------------
     def _zero_phi_grad(self, grad: torch.Tensor) -> torch.Tensor:
