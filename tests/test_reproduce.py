@@ -115,7 +115,7 @@ def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
     tiny_random_backend(seed=0).save(base)
     fake_data = lambda rep: (_write_tiny_data(rep.data_dir), {"n": 8})[1]  # noqa: E731
     monkeypatch.setattr(R, "STEPS", tuple((n, fake_data if n == "data" else f) for n, f in R.STEPS))
-    monkeypatch.setattr(R, "_judge", BrightnessJudge)
+    monkeypatch.setattr(R, "_judge", lambda rep: BrightnessJudge())
     fake = types.ModuleType("seer.world.reprompters")
     fake.VerboseExpander = lambda: SimpleNamespace(name="verbose", reprompt=lambda s: f"{s.naive_prompt} , "
                                                    "masterpiece , highly detailed , 8k , trending")

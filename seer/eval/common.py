@@ -14,13 +14,14 @@ COMPAT_FIELDS = ("kind", "vocab_size", "num_image_codes", "tokens_per_image", "i
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """A checkpoint directory: ``path`` itself, or its ``model/`` when given a stage run directory."""
+    """A checkpoint directory: ``path`` itself, its ``model/`` when given a stage run directory, or its ``umm/``
+    when given a world base."""
     path = Path(path)
-    if (path / BACKEND_FILE).is_file():
-        return path
-    if (path / "model" / BACKEND_FILE).is_file():
-        return path / "model"
-    raise BackendError(f"{path}: not a seer checkpoint (no {BACKEND_FILE} in it or in {path / 'model'})")
+    for candidate in (path, path / "model", path / "umm"):
+        if (candidate / BACKEND_FILE).is_file():
+            return candidate
+    raise BackendError(f"{path}: not a seer checkpoint (no {BACKEND_FILE} in it, in {path / 'model'} or in "
+                       f"{path / 'umm'})")
 
 
 def check_compatible(reference: str | Path, other: str | Path) -> None:

@@ -14,6 +14,7 @@ The test cases are fixed by a seed and shared by every checkpoint compared.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -128,11 +129,46 @@ def understanding_accuracy(
     return out
 
 
+def _caption_check(completion: str, expected: str) -> bool:
+    """A caption is right when it states every attribute of the image (unsaid ones read as the world's defaults)."""
+    from seer.world import semantics as S
+
+    return {**S.DEFAULTS, **S.parse_caption(completion)} == json.loads(expected)
+
+
+def _answer_check(completion: str, expected: str) -> bool:
+    return completion.strip() == expected
+
+
+UNDERSTANDING_COLUMNS = ("captioning", "qa concrete", "qa abstract")
+
+
 def world_understanding_probes(n_per_column: int, seed: int = 0) -> list[UnderstandingProbe]:
-    """The world's understanding probes (captioning, concrete and abstract QA) in its pretraining formats; empty
-    when the world does not provide them."""
-    try:
-        from seer.world.pretrain import understanding_probes
-    except ImportError:
-        return []
-    return [UnderstandingProbe(**p) if isinstance(p, dict) else p for p in understanding_probes(n_per_column, seed)]
+    """Understanding probes on fresh renders, in the world's pretraining formats (``seer.world.corpus``):
+    captioning (``<image> describe the image .``), a concrete question about one attribute, and an abstract-concept
+    yes/no question (half the images built to satisfy the concept, ID and OOD concepts alike)."""
+    from seer.world import semantics as S
+    from seer.world.corpus import QUESTIONS
+    from seer.world.render import ATTRIBUTES, Spec, render
+
+    rng = np.random.default_rng([seed, 7])
+    probes = []
+    for _ in range(n_per_column):
+        img, spec = render(None, int(rng.integers(0, 2**31 - 1)))
+        attrs = {k: v for k, v in spec.attributes().items() if k in ATTRIBUTES}
+        probes.append(UnderstandingProbe("captioning", "<image> describe the image .", img,
+                                         json.dumps(attrs, sort_keys=True), _caption_check))
+    for _ in range(n_per_column):
+        img, spec = render(None, int(rng.integers(0, 2**31 - 1)))
+        k = list(QUESTIONS)[int(rng.integers(len(QUESTIONS)))]
+        probes.append(UnderstandingProbe("qa concrete", f"<image> {QUESTIONS[k]}", img, getattr(spec, k),
+                                         _answer_check))
+    concepts = list(S.CONCEPTS.values())
+    for i in range(n_per_column):
+        c = concepts[int(rng.integers(len(concepts)))]
+        want = Spec(**{k: vs[int(rng.integers(len(vs)))] for k, vs in c.target.items()}) if i % 2 else None
+        img, spec = render(want, int(rng.integers(0, 2**31 - 1)))
+        answer = "yes" if S.satisfies(spec.attributes(), c.target) else "no"
+        probes.append(UnderstandingProbe("qa abstract", f"<image> does it look {c.name} ?", img, answer,
+                                         _answer_check))
+    return probes

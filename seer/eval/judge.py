@@ -12,6 +12,7 @@ by the caller and its answer is mapped back.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -63,21 +64,14 @@ def check_judge_images(judge: Any, images: Sequence[np.ndarray], where: str) -> 
             )
 
 
-def default_judge() -> Judge:
-    """The world's oracle judge from the shipped base. It reads the world's 32×32 images only; that size is
-    attached as ``image_size`` so a generator of another size is refused with a clear error."""
-    import seer.world as world  # imported late: seer.eval must import without the world built
+def default_judge(base: str | Path | None = None) -> Judge:
+    """The world's oracle judge from a world base (default: the shipped one). It reads the world's 32×32 images
+    only; that size is attached as ``image_size`` so a generator of another size is refused with a clear error."""
+    from seer.world import base_dir  # imported late: seer.eval must import without the world built
+    from seer.world.oracle import OracleJudge
     from seer.world.render import IMAGE_SIZE
 
-    load_oracle = getattr(world, "load_oracle", None)
-    if load_oracle is not None:
-        judge = load_oracle()
-    else:
-        loaded = world.load_base()
-        judge = next((x for x in (loaded if isinstance(loaded, tuple) else (loaded,))
-                      if getattr(x, "name", None) == "oracle"), None)
-        if judge is None:
-            raise JudgeError("seer.world.load_base() returned no oracle judge")
+    judge = OracleJudge.load(base_dir(base))
     if judge_image_size(judge) is None:
         judge.image_size = (IMAGE_SIZE, IMAGE_SIZE)
     return judge

@@ -98,11 +98,17 @@ class Reproduction:
         return self.out / "steps" / f"{name}.json"
 
     def base_dir(self) -> Path:
-        if self.base is not None:
-            return Path(self.base)
+        """The world base (UMM checkpoint in ``umm/``, oracle weights, world.json)."""
         from seer.world import base_dir
 
-        return Path(base_dir())
+        return Path(base_dir(self.base))
+
+    def base_model(self) -> Path:
+        """The base UMM's checkpoint directory inside the world base."""
+        from seer.world.pretrain import UMM_DIR
+
+        d = self.base_dir()
+        return d / UMM_DIR if (d / UMM_DIR).is_dir() else d
 
 
 # -- the step runner ------------------------------------------------------------------------------------------------
@@ -130,9 +136,9 @@ def _now() -> str:
 
 # -- steps ----------------------------------------------------------------------------------------------------------
 def step_data(rep: Reproduction) -> dict[str, Any]:
-    from seer.world.build_data import build_data
+    from seer.world.build_data import BuildConfig, build_data
 
-    summary = build_data(rep.data_dir, base=rep.base_dir(), seed=rep.seed)
+    summary = build_data(BuildConfig(out=str(rep.data_dir), base=str(rep.base) if rep.base else "", seed=rep.seed))
     return {"data_dir": str(rep.data_dir), "summary": summary if isinstance(summary, dict) else None}
 
 
@@ -181,7 +187,7 @@ def step_rlvr(rep: Reproduction) -> dict[str, Any]:
 
     p = rep.protocol
     cfg = load_config(RLVRConfig, world_recipe("rlvr"), flags={
-        **_stage_flags(rep, rep.rlvr_dir), "model": str(rep.base_dir()),
+        **_stage_flags(rep, rep.rlvr_dir), "model": str(rep.base_model()),
         "quadruplets": str(_training_file(rep, "quadruplets_train.jsonl")),
         "epochs_phase1": p.epochs_phase1, "epochs_phase2": p.epochs_phase2,
     })
@@ -201,7 +207,7 @@ def step_rlmt(rep: Reproduction) -> dict[str, Any]:
 
 
 def _checkpoints(rep: Reproduction) -> dict[str, Path]:
-    return {"base": rep.base_dir(), "phase1": rep.rlvr_dir / "phase1_model", "rlvr": rep.rlvr_dir / "model",
+    return {"base": rep.base_model(), "phase1": rep.rlvr_dir / "phase1_model", "rlvr": rep.rlvr_dir / "model",
             "rlmt": rep.rlmt_dir / "model"}
 
 
@@ -283,10 +289,10 @@ def _systems(rep: Reproduction) -> dict[str, Any]:
     return {name: load_system(rep.eval_dir / "systems" / name) for name, _, _ in SYSTEMS}
 
 
-def _judge() -> Any:
+def _judge(rep: Reproduction) -> Any:
     from seer.eval.judge import default_judge
 
-    return default_judge()
+    return default_judge(rep.base_dir())
 
 
 def step_win_ratio(rep: Reproduction) -> dict[str, Any]:
@@ -295,7 +301,7 @@ def step_win_ratio(rep: Reproduction) -> dict[str, Any]:
 
     samples = _test_samples(rep)
     systems = _systems(rep)
-    judge = _judge()
+    judge = _judge(rep)
     seer = systems["seer"]
     result: dict[str, Any] = {}
     raw_all = {}
@@ -321,7 +327,7 @@ def step_failure(rep: Reproduction) -> dict[str, Any]:
 
     samples = _test_samples(rep)
     systems = _systems(rep)
-    judge = _judge()
+    judge = _judge(rep)
     return {key: failure_mode_table(classify_system(judge, samples, systems[name]))
             for key, name in (("base", "base_cot"), ("rlvr_only", "rlvr_only"), ("seer", "seer"))}
 
@@ -329,7 +335,7 @@ def step_failure(rep: Reproduction) -> dict[str, Any]:
 def step_general(rep: Reproduction) -> dict[str, Any]:
     from seer.eval import general as G
 
-    judge = _judge()
+    judge = _judge(rep)
     cases = G.generation_cases(rep.protocol.general_per_column, seed=rep.seed + 1)
     probes = G.world_understanding_probes(rep.protocol.understanding_per_column, seed=rep.seed + 2)
     gen_rows, und_rows = [], []
