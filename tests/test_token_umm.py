@@ -165,6 +165,29 @@ def test_top_k_one_is_greedy(backend):
     assert all(c.token_ids == greedy.token_ids for c in top1)
     tiny_p = backend.generate_text(ctxs, 1, SamplingParams(max_new_tokens=10, top_p=1e-6), seed=5)[0][0]
     assert tiny_p.token_ids == greedy.token_ids
+    for bad in (SamplingParams(top_p=0.0), SamplingParams(top_k=-1), SamplingParams(temperature=0.0)):
+        with pytest.raises(BackendError):
+            backend.generate_text(ctxs, 1, bad, seed=0)
+
+
+def test_top_p_and_top_k_keep_samples_inside_their_sets(backend):
+    ctx = _reprompt_ctx()
+    with torch.no_grad():  # sharpen the random model so the nucleus is a strict subset
+        backend.model.get_output_embeddings().weight.mul_(20)
+    greedy = backend.generate_text([ctx], 1, SamplingParams(max_new_tokens=1, greedy=True), seed=0)[0][0]
+    ids = [t for t in range(backend.num_text) if backend._allowed_text[t]]  # the sampling vocabulary
+    lp, _ = backend.token_logprobs([ctx] * len(ids), [[t] for t in ids])  # first-token distribution
+    probs = lp[:, 0].detach().exp()
+    assert probs.sum().item() == pytest.approx(1.0, abs=1e-4)
+    assert probs.max().log().item() == pytest.approx(greedy.logprobs[0], abs=1e-4)
+    order = probs.argsort(descending=True)
+    nucleus = {ids[i] for i in order[: int((probs[order].cumsum(0) < 0.6).sum()) + 1].tolist()}
+    top3 = {ids[i] for i in order[:3].tolist()}
+    assert len(nucleus) < len(ids)
+    for sp, allowed in ((SamplingParams(max_new_tokens=1, top_p=0.6), nucleus),
+                        (SamplingParams(max_new_tokens=1, top_k=3), top3)):
+        drawn = {c.token_ids[0] for c in backend.generate_text([ctx], 48, sp, seed=1)[0]}
+        assert drawn <= allowed and len(drawn) > 1
 
 
 def test_sampled_logprobs_equal_recomputed(backend):

@@ -458,6 +458,9 @@ class TokenUMMBackend:
         if not sampling.greedy and sampling.temperature <= 0:
             raise BackendError(f"temperature must be > 0 when sampling (use greedy=True for argmax), got "
                                f"{sampling.temperature}")
+        if sampling.top_k < 0 or not 0.0 < sampling.top_p <= 1.0:
+            raise BackendError(f"top_k must be >= 0 (0 = off) and top_p in (0, 1] (1 = off), got top_k="
+                               f"{sampling.top_k}, top_p={sampling.top_p}")
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         encoded = [self.encode_context(c, f"context {i}") for i, c in enumerate(contexts)]
