@@ -369,3 +369,25 @@ def test_seer_train_dry_run_on_raw_dir_and_init_checkpoint(tiny, tmp_path, capsy
     assert main(["train", "rlvr", "--model", str(init), *common]) == 2  # evaluator contexts hold two images
     assert "at most max_images=1" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny):
+    ctx, ids = evaluator_context(), [[20, 21, 22], [23, 24]]
+    grads, layer_calls = [], []
+    for ckpt in (False, True):
+        b = JanusBackend.load(tiny, gradient_checkpointing=ckpt)
+        calls = []
+        layer = b.janus.model.language_model.layers[0]
+        if ckpt:  # count the checkpoint calls transformers makes for this layer
+            inner = layer._gradient_checkpointing_func
+            layer._gradient_checkpointing_func = lambda *a, inner=inner, calls=calls, **k: calls.append(1) or inner(
+                *a, **k)
+        logp, mask = b.token_logprobs([ctx] * 2, ids)
+        (logp * mask).sum().backward()
+        grads.append([p.grad.clone() for p in b.trainable_parameters() if p.grad is not None])
+        layer_calls.append(len(calls))
+        assert not b.janus.training  # back in eval mode after scoring
+    assert layer_calls == [0, 1]  # the layer ran under torch.utils.checkpoint only with the option on
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, c in zip(*grads, strict=True):
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-6)

@@ -48,7 +48,7 @@ def tiny_janus(seed: int = 0):
 def hf_image_tokens(model, ids: torch.Tensor, mask: torch.Tensor, do_sample: bool = False) -> torch.Tensor:
     return model.generate(
         input_ids=ids, attention_mask=mask, generation_mode="image", do_sample=do_sample, guidance_scale=GUIDANCE,
-        max_new_tokens=16,
+        max_length=ids.shape[1] + 16, num_return_sequences=1,  # 5.0-5.4 crash when these are left unset (None)
     )
 
 
@@ -122,7 +122,8 @@ def test_first_image_step_scores_match_plain_forward():
     hidden = model.model(input_ids=ids).last_hidden_state[:, -1]
     want = model.model.generation_head(hidden).argmax(-1)  # guidance 1 would give exactly this token
     got = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_mode="image",
-                         do_sample=False, guidance_scale=1.0 + 1e-6, max_new_tokens=16)
+                         do_sample=False, guidance_scale=1.0 + 1e-6, max_length=ids.shape[1] + 16,
+                         num_return_sequences=1)
     uncond = ids.clone()
     uncond[(uncond != BOS) & (uncond != BOI)] = PAD
     h_u = model.model(input_ids=uncond).last_hidden_state[:, -1]

@@ -300,8 +300,9 @@ class JanusBackend:
             p.requires_grad_(False)
         for p in self.trainable_parameters():
             p.requires_grad_(True)
-        if options.gradient_checkpointing:
-            janus.model.language_model.gradient_checkpointing_enable()
+        if options.gradient_checkpointing:  # language model and understanding encoder layers
+            enable = getattr(janus, "activation_checkpointing_enable", None) or janus.gradient_checkpointing_enable
+            enable()
         if peft_model is not None and not frozen_adapter:
             self.set_reference()  # a copy of the adapter as loaded (megabytes)
 
@@ -538,7 +539,16 @@ class JanusBackend:
         """The callable to run a forward with: the policy (prepared wrapper if any) or the frozen reference."""
         if not reference:
             self._activate()
-            yield self._train_wrapper if self._train_wrapper is not None else self.janus
+            # transformers applies checkpointing only in train mode; Janus has no dropout, so train mode changes
+            # nothing else (LoRA dropout defaults to 0 for the same reason)
+            train = self.options.gradient_checkpointing and torch.is_grad_enabled()
+            if train:
+                self.janus.train()
+            try:
+                yield self._train_wrapper if self._train_wrapper is not None else self.janus
+            finally:
+                if train:
+                    self.janus.eval()
             return
         if self._reference is None:
             self._reference = self._loaded_model()
@@ -750,7 +760,7 @@ class JanusBackend:
                 gen_cfg = GenerationConfig(
                     do_sample=False, num_beams=1, num_return_sequences=1,
                     guidance_scale=1.0,  # guidance is done by the sampler above
-                    max_new_tokens=self.num_image_tokens, bos_token_id=self.bos_token_id,
+                    max_length=ids.shape[1] + self.num_image_tokens, bos_token_id=self.bos_token_id,
                     pad_token_id=self.pad_token_id, eos_token_id=self.eos_token_id,
                     generation_kwargs={"boi_token_id": self.boi_token_id},
                 )

@@ -1,0 +1,73 @@
+"""The Janus-Pro recipes load with the stage configs, carry the paper's values, and dry-run on a tiny Janus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from seer.backends.janus import JanusOptions, build_tiny_janus, write_init_checkpoint
+from seer.cli import main
+from seer.config import RLMTConfig, RLVRConfig, load_config
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SIZES = ("janus_pro_1b", "janus_pro_7b")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_recipes_load_with_paper_values(size):
+    rlvr = load_config(RLVRConfig, RECIPES / size / "rlvr.yaml", ["--model", "m", "--quadruplets", "q"])
+    rlmt = load_config(RLMTConfig, RECIPES / size / "rlmt.yaml", ["--evaluator", "e", "--samples", "s"])
+    for cfg in (rlvr, rlmt):
+        assert cfg.beta == 0.04 and cfg.iterations_per_update == 1 and cfg.group_size == 8
+        assert cfg.dtype == "bfloat16" and cfg.device == "cuda"
+    assert rlvr.epochs_phase1 == rlvr.epochs_phase2 == rlmt.epochs == 10
+    assert "<image>" in rlvr.templates.evaluator and "<answer>" in rlvr.templates.evaluator
+    options = JanusOptions.from_dict(yaml.safe_load((RECIPES / size / "backend.yaml").read_text()), size)
+    assert options.max_images >= 2  # the evaluator compares two images
+    assert (options.lora is not None) == (size == "janus_pro_7b")
+
+
+@pytest.mark.parametrize("name", ["single_gpu", "fsdp", "deepspeed_zero2", "deepspeed_zero3"])
+def test_accelerate_configs_parse(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(RECIPES / "accelerate" / f"{name}.yaml"))
+    expected = {"single_gpu": "NO", "fsdp": "FSDP", "deepspeed_zero2": "DEEPSPEED", "deepspeed_zero3": "DEEPSPEED"}
+    assert cfg.distributed_type.value == expected[name]
+    if name.startswith("deepspeed"):
+        assert cfg.deepspeed_config["zero_stage"] == int(name[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", SIZES)
+def test_recipe_dry_runs_on_a_tiny_janus(size, tmp_path, capsys):
+    from seer.data import Quadruplet, Sample, save_image, write_jsonl
+
+    tiny = build_tiny_janus(tmp_path / "tiny")
+    options = yaml.safe_load((RECIPES / size / "backend.yaml").read_text())
+    init = write_init_checkpoint(tiny, tmp_path / "init", **options)
+    save_image(tmp_path / "img" / "a.png", np.full((24, 24, 3), 180, np.uint8))
+    save_image(tmp_path / "img" / "b.png", np.full((24, 24, 3), 60, np.uint8))
+    write_jsonl(tmp_path / "q.jsonl", [Quadruplet(f"q{p}", p, "make it red" if p == 2 else "", "a cat",
+                                                  "semantic_edit", "img/a.png", "img/b.png") for p in (1, 2)])
+    write_jsonl(tmp_path / "s.jsonl", [Sample("s0", "make it red", "a cat", "semantic_edit")])
+    cpu = ["--device", "cpu", "--dtype", "float32", "--output_dir", str(tmp_path / "runs"), "--dry-run"]
+    assert main(["train", "rlvr", "--config", str(RECIPES / size / "rlvr.yaml"), "--model", str(init),
+                 "--quadruplets", str(tmp_path / "q.jsonl"), *cpu]) == 0
+    assert main(["train", "rlmt", "--config", str(RECIPES / size / "rlmt.yaml"), "--evaluator", str(init),
+                 "--samples", str(tmp_path / "s.jsonl"), *cpu]) == 0
+    out = capsys.readouterr().out
+    assert out.count("everything validated") == 2 and out.count("\"backend\": \"janus\"") == 2, out
+    assert not (tmp_path / "runs").exists()
