@@ -149,6 +149,7 @@ def reprompt_completion(instr: S.Instruction, prompt: str, rng: np.random.Genera
             k2 = k if rng.random() < 0.6 else _rand(rng, [a for a in ATTRIBUTES if a != "subject"])
             bad = [v for v in ATTRIBUTES[k2] if v not in target.get(k2, ()) and v != S.DEFAULTS.get(k2)
                    and v != attrs.get(k2)]
+            bad = bad or [v for v in ATTRIBUTES[k2] if v not in target.get(k2, ())]
             v = _rand(rng, bad)
             attrs[k2] = v
             wrong_rule[k2] = (v,)

@@ -3,7 +3,8 @@
 A small CNN reads every attribute off a 32x32 image (one head per attribute) plus a quality head. It is trained ONLY on
 renders and their codebook round-trips (never on a model's output), with one augmentation: some renders get 1–16 of
 their 64 cells replaced by random codebook patches, labelled with the true attributes and a quality target
-``1 - corrupted_cells / 16`` (clipped at 0), so garbled generations score low quality while a stray cell does not flip
+``1 - corrupted_cells / 16`` (clipped at 0) and per-cell kind labels (the renderer's cell map, "other" where
+corrupted), so garbled generations score low quality while a stray cell does not flip
 an attribute. On top, the semantics rules turn (sample, image) into an :class:`Assessment` with the paper's three
 dimensions (instruction compliance, prompt consistency, quality) and :meth:`OracleJudge.compare` gives a preference
 with ties. It filters training data and evaluates; it is never a reward during RL.
@@ -28,28 +29,46 @@ ORACLE_FILE = "oracle.safetensors"
 ORACLE_META = "oracle.json"
 
 
+CELL_KINDS = ("background", "subject", "crown", "hat", "sparkle", "border", "other")  # "other" = corrupted
+
+
 class OracleNet(nn.Module):
-    """(N, 3, 32, 32) float in [0, 1] → per-head logits and a quality logit. The first conv embeds each 4x4 cell
-    (the tokenizer's grid); 3x3 convs over the 8x8 cells see a whole subject; max + mean pooling over positions make
-    the read-out translation invariant (the subject may sit anywhere)."""
+    """(N, 3, 32, 32) float in [0, 1] → per-head logits, a quality logit and per-cell kind logits (N, 7, 8, 8).
+
+    The first conv embeds each 4x4 cell (the tokenizer's grid) and an auxiliary per-cell head says what each cell
+    is (subject, background, accessory, or corrupted), supervised with the renderer's cell map: attribute heads then
+    read pooled subject-cell and background-cell features, and 3x3 convs over the cell grid read the shape. Pooling
+    makes the read-out translation invariant (the subject may sit anywhere)."""
 
     def __init__(self, width: int = 64):
         super().__init__()
-        self.body = nn.Sequential(
+        self.cells = nn.Sequential(
             nn.Conv2d(3, width, CELL, stride=CELL), nn.GELU(),
             nn.Conv2d(width, width, 1), nn.GELU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.GELU(),
+            nn.Conv2d(width, width, 1), nn.GELU(),
+        )
+        self.kind = nn.Conv2d(width, len(CELL_KINDS), 1)
+        self.shape = nn.Sequential(
+            nn.Conv2d(width + len(CELL_KINDS), width, 3, padding=1), nn.GELU(),
             nn.Conv2d(width, width, 3, padding=1), nn.GELU(),
             nn.Conv2d(width, width, 3, padding=1), nn.GELU(),
         )
-        self.mlp = nn.Sequential(nn.Linear(2 * width, 256), nn.GELU())
+        self.mlp = nn.Sequential(nn.Linear(4 * width + 2 * len(CELL_KINDS), 256), nn.GELU())
         self.heads = nn.ModuleDict({h: nn.Linear(256, len(ATTRIBUTES[h])) for h in HEADS})
         self.quality = nn.Linear(256, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        f = self.body(x)  # (N, C, 8, 8)
-        z = self.mlp(torch.cat([f.amax((2, 3)), f.mean((2, 3))], -1))
-        return {h: m(z) for h, m in self.heads.items()}, self.quality(z).squeeze(-1)
+    def forward(self, x: torch.Tensor):
+        f = self.cells(x)  # (N, C, 8, 8)
+        kind_logits = self.kind(f)  # (N, K, 8, 8)
+        kp = kind_logits.softmax(1)
+        w_subj = kp[:, 1:2] / kp[:, 1:2].sum((2, 3), keepdim=True).clamp_min(1e-4)
+        w_bg = kp[:, 0:1] / kp[:, 0:1].sum((2, 3), keepdim=True).clamp_min(1e-4)
+        subj = (f * w_subj).sum((2, 3))
+        bg = (f * w_bg).sum((2, 3))
+        g = self.shape(torch.cat([f, kp], 1))
+        z = torch.cat([subj, bg, g.amax((2, 3)), g.mean((2, 3)), kp.mean((2, 3)), kp.amax((2, 3))], -1)
+        z = self.mlp(z)
+        return {h: m(z) for h, m in self.heads.items()}, self.quality(z).squeeze(-1), kind_logits
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -62,15 +81,19 @@ def _labels(specs: list[Spec]) -> dict[str, torch.Tensor]:
 
 
 def corrupt(images: np.ndarray, codebook, rng: np.random.Generator, max_cells: int = 16):
-    """Replace a random number of cells (0 for about half the images) with random codebook patches.
-    Returns (images, corrupted cell counts)."""
+    """Replace a random number of cells (none for about half the images) with random codebook patches.
+    Returns (images, corrupted-cell mask (N, 64) bool)."""
     codes = codebook.encode(images)
+    mask = np.zeros(codes.shape, bool)
     n = np.where(rng.random(len(images)) < 0.5, 0, rng.integers(1, max_cells + 1, len(images)))
     for i, k in enumerate(n):
         if k:
             cells = rng.choice(GRID * GRID, int(k), replace=False)
-            codes[i, cells] = rng.integers(0, codebook.num_codes, int(k))
-    return codebook.decode(codes), n
+            new = rng.integers(0, codebook.num_codes, int(k))
+            changed = new != codes[i, cells]
+            codes[i, cells] = new
+            mask[i, cells[changed]] = True
+    return codebook.decode(codes), mask
 
 
 def sample_specs(n: int, rng: np.random.Generator) -> list[Spec]:
@@ -87,28 +110,37 @@ def sample_specs(n: int, rng: np.random.Generator) -> list[Spec]:
     return out
 
 
-def train_oracle(codebook, *, seed: int = 0, steps: int = 1500, batch: int = 128, n_images: int = 20000,
+def train_oracle(codebook, *, seed: int = 0, steps: int = 1200, batch: int = 128, n_images: int = 16000,
                  lr: float = 3e-3) -> OracleNet:
     """Train the oracle on ``n_images`` renders (half of each batch corrupted afresh, see the module doc)."""
     from tqdm import tqdm
 
+    from seer.world.codebook import LookupCodebook
+    from seer.world.render import cell_map
+
+    codebook = LookupCodebook(codebook)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     specs = sample_specs(n_images, rng)
-    rendered = [render(s, int(sd)) for s, sd in zip(specs, rng.integers(0, 2**31, n_images), strict=True)]
+    seeds = rng.integers(0, 2**31, n_images)
+    rendered = [render(s, int(sd)) for s, sd in zip(specs, seeds, strict=True)]
     images = np.stack([r[0] for r in rendered])
     labels = _labels([r[1] for r in rendered])
+    kinds = np.array([[CELL_KINDS.index(k) for row in cell_map(r[1], int(sd)) for k in row]
+                      for r, sd in zip(rendered, seeds, strict=True)])  # (N, 64)
     net = OracleNet()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     bar = tqdm(range(steps), desc="oracle", mininterval=10)
     for step in bar:
         idx = rng.integers(0, n_images, batch)
-        imgs, ncor = corrupt(images[idx], codebook, rng)
-        logits, q = net(to_tensor(imgs))
-        qt = torch.from_numpy(np.clip(1.0 - ncor / 16.0, 0.0, 1.0)).float()
+        imgs, cmask = corrupt(images[idx], codebook, rng)
+        ktarget = torch.from_numpy(np.where(cmask, CELL_KINDS.index("other"), kinds[idx]).reshape(-1, GRID, GRID))
+        logits, q, kind_logits = net(to_tensor(imgs))
+        qt = torch.from_numpy(np.clip(1.0 - cmask.sum(1) / 16.0, 0.0, 1.0)).float()
         loss = sum(nn.functional.cross_entropy(logits[h], labels[h][idx]) for h in HEADS)
         loss = loss + nn.functional.binary_cross_entropy_with_logits(q, qt)
+        loss = loss + nn.functional.cross_entropy(kind_logits, ktarget)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -150,7 +182,7 @@ class OracleJudge:
             images = images[None]
         out = []
         for s in range(0, len(images), 512):
-            logits, q = self.net(to_tensor(images[s : s + 512]))
+            logits, q, _ = self.net(to_tensor(images[s : s + 512]))
             probs = {h: torch.softmax(v, -1) for h, v in logits.items()}
             idx = {h: p.argmax(-1) for h, p in probs.items()}
             conf = torch.stack([p.max(-1).values for p in probs.values()], -1).min(-1).values

@@ -91,7 +91,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     from seer.backends.text_tokenizer import collect_words
     from seer.backends.token_umm import TokenUMMBackend
     from seer.world import corpus as C
-    from seer.world.codebook import fit_codebook
+    from seer.world.codebook import LookupCodebook, fit_codebook
     from seer.world.oracle import OracleJudge, train_oracle
 
     if cfg.threads:
@@ -115,8 +115,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
     times["oracle_s"] = time.time() - t1
 
     words = collect_words(C.vocabulary_texts())
-    backend0 = TokenUMMBackend.create(words, codebook, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads,
-                                      max_position=512, seed=cfg.seed, dtype="bfloat16" if cfg.bf16 else "float32")
+    # backend0 encodes the corpus (its LookupCodebook is the same codebook with a fast exact path)
+    backend0 = TokenUMMBackend.create(words, LookupCodebook(codebook), hidden=cfg.hidden, layers=cfg.layers,
+                                      heads=cfg.heads, max_position=512, seed=cfg.seed,
+                                      dtype="bfloat16" if cfg.bf16 else "float32")
     torch.manual_seed(cfg.seed)
     model = LlamaForCausalLM(backend0.model.config)  # hook-free: pretraining trains ϕ too
     model.load_state_dict(backend0.model.state_dict())

@@ -1,0 +1,163 @@
+"""seer.world: renderer, semantics, splits, errors, codebook — fast tests that need no trained model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from seer.data import CATEGORIES, HARD_CATEGORIES, Sample
+from seer.world import semantics as S
+from seer.world.render import (
+    ATTRIBUTES,
+    SUBJECTS,
+    TEST_SUBJECTS,
+    TRAIN_SUBJECTS,
+    Spec,
+    WorldError,
+    all_patches,
+    render,
+)
+
+
+def test_render_is_deterministic_and_carries_exact_metadata():
+    a, sa = render(Spec(subject="cat", colour="pink"), seed=3)
+    b, sb = render(Spec(subject="cat", colour="pink"), seed=3)
+    c, _ = render(Spec(subject="cat", colour="pink"), seed=4)
+    assert a.shape == (32, 32, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b) and sa == sb
+    assert all(v is not None for v in sa.attributes().values())
+    assert sa.subject == "cat" and sa.colour == "pink"
+    assert not np.array_equal(a, c) or sa != render(Spec(subject="cat", colour="pink"), seed=4)[1]
+
+
+def test_every_attribute_value_changes_the_pixels():
+    base = Spec(subject="cat", colour="red", material="plain", style="normal", accessory="none",
+                background="grass", size="large", top=2, left=1)
+    ref, _ = render(base, 0)
+    for attr, values in ATTRIBUTES.items():
+        for v in values:
+            if v == getattr(base, attr):
+                continue
+            img, spec = render(Spec(**{**base.to_dict(), attr: v}), 0)
+            assert getattr(spec, attr) == v
+            assert not np.array_equal(img, ref), f"{attr}={v} draws the same image"
+
+
+def test_subject_splits_are_disjoint_and_cover_all():
+    assert len(SUBJECTS) >= 12
+    assert not set(TRAIN_SUBJECTS) & set(TEST_SUBJECTS)
+    assert set(TRAIN_SUBJECTS) | set(TEST_SUBJECTS) == set(SUBJECTS)
+
+
+def test_instruction_splits():
+    ood_texts = {i.text for i in S.OOD_INSTRUCTIONS}
+    train_texts = {i.text for i in S.TRAIN_INSTRUCTIONS}
+    assert not ood_texts & train_texts
+    for cat in CATEGORIES:
+        assert sum(i.category == cat for i in S.TRAIN_INSTRUCTIONS) == 10
+    # OOD hard instructions use concepts no training instruction uses
+    train_concepts = {i.concept for i in S.TRAIN_INSTRUCTIONS if i.concept}
+    for i in S.OOD_INSTRUCTIONS:
+        if i.category in HARD_CATEGORIES:
+            assert i.concept not in train_concepts
+    from seer.world.build_data import test_instructions
+
+    tests = test_instructions(0)
+    assert len(tests) == 40
+    for dist in ("id", "ood"):
+        sub = [i for i in tests if i.distribution == dist]
+        assert len(sub) == 20
+        assert sum(i.difficulty == "simple" for i in sub) == 8  # Simple:Hard = 2:3
+
+
+def test_hard_instructions_contain_no_caption_words():
+    for i in S.INSTRUCTIONS.values():
+        if i.difficulty == "hard":
+            assert not set(S.tokenize(i.text)) & S.CAPTION_WORDS, i.text
+
+
+@pytest.mark.parametrize("name", list(S.CONCEPTS))
+def test_every_concept_has_a_satisfying_and_a_violating_render(name):
+    rng = np.random.default_rng(0)
+    c = S.concept(name)
+    _, good = render(S.satisfying_spec(c.target, {"subject": "cat"}, rng), 1)
+    _, bad = render(S.violating_spec(c.target, {"subject": "cat"}, rng), 1)
+    assert S.satisfies(good.attributes(), c.target)
+    assert not S.satisfies(bad.attributes(), c.target)
+    assert S.compliance(bad.attributes(), c.target) == 0.0
+
+
+def test_caption_round_trip_and_defaults():
+    attrs = {"subject": "cat", "size": "large", "colour": "pink", "material": "ice", "accessory": "crown",
+             "background": "grass", "style": "night"}
+    text = S.caption(attrs)
+    assert text == "a large pink ice cat with a crown on grass , night"
+    assert S.parse_caption(text) == attrs
+    spec = S.spec_for_caption("a cat")
+    assert (spec.material, spec.style, spec.accessory) == ("plain", "normal", "none")
+    assert spec.colour is None and spec.background is None
+
+
+def test_unknown_names_raise_errors_listing_what_is_known():
+    with pytest.raises(WorldError, match="known: .*cat"):
+        Spec(subject="unicorn")
+    with pytest.raises(WorldError, match="known: .*pink"):
+        Spec(colour="chartreuse")
+    with pytest.raises(WorldError, match="known: .*scary yet cute"):
+        S.concept("whimsical")
+    with pytest.raises(WorldError, match="known: .*material_synthesis"):
+        S.check_category("cooking")
+    with pytest.raises(WorldError, match="known: .*cat"):
+        S.prompt_attributes("a unicorn")
+    with pytest.raises(WorldError, match="unknown instruction"):
+        S.instruction("make it sing")
+    assert S.instruction("Make it look scary, yet undeniably cute.").concept == "scary yet cute"
+
+
+def test_codebook_round_trip_is_exact_on_renders():
+    from seer.world.codebook import LookupCodebook, fit_codebook
+
+    cb = fit_codebook(seed=0, n_images=400)
+    assert cb.num_codes == 1024 and cb.tokens_per_image == 64
+    assert len(all_patches()) <= cb.num_codes
+    imgs = np.stack([render(None, s)[0] for s in range(50)])
+    assert np.array_equal(cb.roundtrip(imgs), imgs)
+    assert np.array_equal(LookupCodebook(cb).encode(imgs), cb.encode(imgs))
+
+
+def test_reprompters_and_naive():
+    from seer.world.reprompters import REPROMPTERS
+
+    s = Sample(id="t1", instruction="make it look scary , yet undeniably cute .", prompt="a ghost",
+               category="constraint_reasoning")
+    assert REPROMPTERS["naive"].reprompt(s) == s.naive_prompt
+    assert "masterpiece" in REPROMPTERS["verbose_expander"].reprompt(s)
+    k = REPROMPTERS["knowledgeable_rewriter"].reprompt(s)
+    assert "ghost" in k and k == REPROMPTERS["knowledgeable_rewriter"].reprompt(s)
+
+
+def test_corpus_keeps_abstract_words_off_the_generation_side():
+    from seer.world import corpus as C
+
+    rng = np.random.default_rng(0)
+    concept_words = {w for c in S.CONCEPTS for w in S.tokenize(c)} - S.FUNCTION_WORDS
+    for _ in range(300):
+        kind, (prompt, img) = C.make_example("generate", rng)
+        assert kind == "image" and img.shape == (32, 32, 3)
+        words = set(S.tokenize(prompt))
+        assert not words & concept_words, prompt
+        assert not words & (C.INSTRUCTION_WORDS - S.CAPTION_WORDS - S.FUNCTION_WORDS), prompt
+
+
+def test_reprompt_prior_paths_use_the_rlmt_format():
+    from seer.prompts import parse_reprompt
+    from seer.world import corpus as C
+
+    rng = np.random.default_rng(1)
+    instr = S.instruction("make it look scary , yet undeniably cute .")
+    paths = set()
+    for _ in range(60):
+        text, path = C.reprompt_completion(instr, "a ghost", rng)
+        assert parse_reprompt(text).ok, text
+        paths.add(path)
+    assert paths == {"faithful", "type1", "type2", "type3"}
