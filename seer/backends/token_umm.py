@@ -132,7 +132,13 @@ def _filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch
 
 
 class TokenUMMBackend:
-    """A :class:`~seer.backends.base.UnifiedBackend` over a ``LlamaForCausalLM`` with text and image tokens."""
+    """A :class:`~seer.backends.base.UnifiedBackend` over a ``LlamaForCausalLM`` with text and image tokens.
+
+    Options: ``max_batch`` rows per forward (bigger requests are chunked); ``image_temperature`` for image-token
+    sampling (0 = argmax); ``image_cfg_scale`` (1 = no classifier-free guidance); ``dtype`` "float32" or
+    "bfloat16" (CPU autocast for every forward, weights stay float32; on a CPU without native bf16 instructions it
+    measured about 2x slower than float32, see ``bench/bench_backend.py``).
+    """
 
     kind = KIND
 
