@@ -289,6 +289,31 @@ def test_reference_is_unaffected_by_training(backend):
     torch.testing.assert_close(backend.token_logprobs(ctxs, comps, reference=True)[0], pol1.detach())
 
 
+def test_use_train_module_routes_only_differentiable_forwards(backend):
+    class Wrapper(torch.nn.Module):  # stands in for DDP: same parameters, counts its forwards
+        def __init__(self, module: torch.nn.Module):
+            super().__init__()
+            self.module, self.calls = module, 0
+
+        def forward(self, **kwargs):
+            self.calls += 1
+            return self.module(**kwargs)
+
+    assert backend.train_module() is backend.model
+    ctxs = [_reprompt_ctx()] * 2
+    comps = [c.token_ids for c in backend.generate_text(ctxs[:1], 2, SamplingParams(max_new_tokens=6), seed=0)[0]]
+    before, _ = backend.token_logprobs(ctxs, comps)
+    wrapper = Wrapper(backend.train_module())
+    backend.use_train_module(wrapper)
+    after, _ = backend.token_logprobs(ctxs, comps)
+    assert wrapper.calls == 1  # one forward per call: a DDP wrapper must not see two before a backward
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+    backend.token_logprobs(ctxs, comps, reference=True)
+    backend.generate_text(ctxs[:1], 1, SamplingParams(max_new_tokens=4), seed=0)
+    backend.generate_images(["a cat"], [0])
+    assert wrapper.calls == 1
+
+
 def test_model_summary_counts_theta_and_phi(backend):
     s = backend.model_summary()
     total = sum(p.numel() for p in backend.model.parameters())

@@ -444,13 +444,13 @@ class TokenUMMBackend:
             cache, logits = out.past_key_values, out.logits[:, -1].float()
             next_pos = next_pos + 1
         T = torch.stack(tokens, 1).cpu()  # (B, steps)
-        P = torch.stack(logps, 1).cpu()
+        LP = torch.stack(logps, 1).cpu()
         rows, row_lps, truncated = [], [], []
         for b in range(B):
             ids = T[b].tolist()
             n = ids.index(self.eos_id) + 1 if stop and self.eos_id in ids else len(ids)
             rows.append(ids[:n])
-            row_lps.append(P[b, :n].tolist())
+            row_lps.append(LP[b, :n].tolist())
             truncated.append(not (stop and self.eos_id in ids[:n]))
         return rows, row_lps, truncated
 
