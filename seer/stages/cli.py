@@ -8,6 +8,7 @@ and a wrong type names the key, the expected type and the value.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ def _train(stage: str, tokens: list[str]) -> int:
             i += 1
     cfg = load_config(cls, config_path, rest)
     run_dir = module.train(cfg)
-    if not cfg.dry_run:
+    if not cfg.dry_run and os.environ.get("RANK", "0") == "0":  # one line, from the main process
         print(f"seer train {stage}: done; run directory {run_dir}")
     return 0
 
