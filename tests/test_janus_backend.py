@@ -251,13 +251,19 @@ def test_default_reference_is_theta_as_loaded_even_after_a_resume_overwrites_it(
     torch.testing.assert_close(b.token_logprobs([ctx] * 2, ids, reference=True)[0], at_load, rtol=1e-5, atol=1e-6)
 
 
-def test_initial_image_generator_ignores_trained_backbone(tiny):
-    b = JanusBackend.load(tiny, lora={"r": 4, "alpha": 8}, image_generator="initial")
-    before = b.generate_images(["a cat"], [1])[0]
+@pytest.mark.parametrize("lora", [None, {"r": 4, "alpha": 8}])
+def test_initial_image_generator_ignores_trained_backbone(tiny, lora):
+    current = JanusBackend.load(tiny, lora=lora)
+    b = JanusBackend.load(tiny, lora=lora, image_generator="initial")
+    before = b.generate_images(["a cat", "a dog"], [1, 2])
     with torch.no_grad():
-        for p in b.trainable_parameters():
-            p.add_(0.5)
-    assert np.array_equal(b.generate_images(["a cat"], [1])[0], before)
+        for backend in (b, current):
+            for p in backend.trainable_parameters():
+                p.add_(0.5)
+    after = b.generate_images(["a cat", "a dog"], [1, 2])
+    assert all(np.array_equal(x, y) for x, y in zip(before, after, strict=True))
+    moved = current.generate_images(["a cat", "a dog"], [1, 2])  # the default follows the trained backbone
+    assert not all(np.array_equal(x, y) for x, y in zip(before, moved, strict=True))
 
 
 def test_init_checkpoint_points_at_weights_and_carries_options(tiny, tmp_path):
