@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
+from test_janus_backend import one_thread  # noqa: F401 - the autouse single-thread fixture
 
 from seer.backends.janus import JanusOptions, build_tiny_janus, write_init_checkpoint
 from seer.cli import main
@@ -15,14 +15,6 @@ from seer.config import RLMTConfig, RLVRConfig, load_config
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SIZES = ("janus_pro_1b", "janus_pro_7b")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("size", SIZES)
