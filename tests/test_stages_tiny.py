@@ -132,3 +132,10 @@ def test_wrong_image_size_for_the_model_is_caught_before_training(world, tmp_pat
                  "--epochs_phase2", "0", *common_flags(world, "bad")]) == 2
     assert not (world / "runs" / "bad").exists()
     assert Path(world / "base" / "backend.json").is_file()
+
+
+def test_contexts_without_room_for_the_completion_fail_the_dry_run(world, capsys):
+    assert main(["train", "rlvr", "--model", str(world / "base"), "--quadruplets", str(world / "quadruplets.jsonl"),
+                 "--max_new_tokens", "500", "--dry-run", *common_flags(world, "long")]) == 2
+    assert "plus max_new_tokens" in capsys.readouterr().err
+    assert not (world / "runs" / "long").exists()

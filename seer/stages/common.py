@@ -154,7 +154,7 @@ def check_contexts(backend: Any, contexts: list[tuple[str, Context]], max_new_to
     if encode is None:
         return {"checked": False}
     unk = getattr(backend, "unk_id", None)
-    check_length = getattr(backend, "_check_length", None)
+    check_length = getattr(backend, "check_length", None)  # token UMM: positions left for the completion
     unknown, longest, first_unknown = 0, 0, None
     for where, ctx in contexts:
         ids = encode(ctx, where)
