@@ -136,6 +136,6 @@ def test_wrong_image_size_for_the_model_is_caught_before_training(world, tmp_pat
 
 def test_contexts_without_room_for_the_completion_fail_the_dry_run(world, capsys):
     assert main(["train", "rlvr", "--model", str(world / "base"), "--quadruplets", str(world / "quadruplets.jsonl"),
-                 "--max_new_tokens", "500", "--dry-run", *common_flags(world, "long")]) == 2
+                 *common_flags(world, "long"), "--max_new_tokens", "500", "--dry-run"]) == 2  # later flags win
     assert "plus max_new_tokens" in capsys.readouterr().err
     assert not (world / "runs" / "long").exists()
