@@ -371,6 +371,8 @@ def test_seer_train_dry_run_on_raw_dir_and_init_checkpoint(tiny, tmp_path, capsy
     assert main(["train", "rlvr", "--backend", "janus", "--model", str(tiny), *common]) == 0
     out = capsys.readouterr().out
     assert "everything validated" in out and '"backend": "janus"' in out
+    assert main(["train", "rlvr", "--backend", "janus", "--model", str(tiny), *common, "--max_new_tokens", "480"]) == 2
+    assert "max_position_embeddings=512" in capsys.readouterr().err  # 2 x 18 image tokens + text + 480 > 512
     init = write_init_checkpoint(tiny, tmp_path / "init", lora={"r": 2}, max_images=1)
     assert main(["train", "rlvr", "--model", str(init), *common]) == 2  # evaluator contexts hold two images
     assert "at most max_images=1" in capsys.readouterr().err

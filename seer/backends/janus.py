@@ -483,10 +483,11 @@ class JanusBackend:
             self._pixels(context.images)  # the understanding encoder's preprocessing accepts them
         return self._prompt_ids(context.text)
 
-    def _check_length(self, n_tokens: int, where: str) -> None:
-        if n_tokens >= self.max_positions:
-            raise BackendError(f"{where}: {n_tokens} prompt tokens leave no room for a completion within "
-                               f"max_position_embeddings={self.max_positions}")
+    def check_length(self, n_positions: int, what: str) -> None:
+        """Raise naming ``what`` when ``n_positions`` (prompt + completion) exceed the model's context."""
+        if n_positions > self.max_positions:
+            raise BackendError(f"{what} needs {n_positions} positions but the model has max_position_embeddings="
+                               f"{self.max_positions}")
 
     # ---------------------------------------------------------------- adapters and reference
     def _activate(self, adapter: str | None = None, trainable: bool | None = None) -> None:
