@@ -154,7 +154,8 @@ def check_contexts(backend: Any, contexts: list[tuple[str, Context]], max_new_to
     if encode is None:
         return {"checked": False}
     unk = getattr(backend, "unk_id", None)
-    check_length = getattr(backend, "check_length", None)  # token UMM: positions left for the completion
+    # positions left for the completion (token UMM: check_length; Janus keeps it private)
+    check_length = getattr(backend, "check_length", None) or getattr(backend, "_check_length", None)
     unknown, longest, first_unknown = 0, 0, None
     for where, ctx in contexts:
         ids = encode(ctx, where)
