@@ -275,7 +275,12 @@ def _targets(report: dict[str, Any]) -> str:
         else:
             measured = fmt(measured, 3) if not isinstance(measured, str) else measured
         rows.append([t["target"], measured, verdict, t.get("detail", "")])
-    return "## Targets\n\n" + _table(["Target", "Measured", "Verdict", "Detail"], rows)
+    note = ""
+    if (report.get("meta") or {}).get("quick"):
+        note = ("The issue's targets are set for the full protocol (`seer reproduce` at its defaults). This run used "
+                "the reduced `--quick` protocol, so each verdict below says how this run came out, not whether "
+                "the full protocol meets the target.\n\n")
+    return "## Targets\n\n" + note + _table(["Target", "Measured", "Verdict", "Detail"], rows)
 
 
 def _training(report: dict[str, Any]) -> str:
