@@ -7,16 +7,30 @@ import json
 from dataclasses import fields
 
 
+def _field_help(cls) -> dict[str, str]:
+    """The ``# comment`` after each field of a config dataclass: its help text."""
+    import inspect
+    import re
+
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
+        if m:
+            out[m[1]] = m[2]
+    return out
+
+
 def _add_dataclass_args(p: argparse.ArgumentParser, cls, skip=()) -> None:
+    helps = _field_help(cls)
     for f in fields(cls):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps.get(f.name))
         else:
             typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
-            p.add_argument(flag, type=typ, default=f.default)
+            p.add_argument(flag, type=typ, default=f.default, help=helps.get(f.name))
 
 
 def _pretrain(args) -> int:
@@ -25,6 +39,13 @@ def _pretrain(args) -> int:
     cfg = PretrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainConfig)})
     meta = pretrain(cfg)
     print(json.dumps({k: meta[k] for k in ("steps_done", "times", "final_loss_by_kind", "params")}, indent=2))
+    return 0
+
+
+def _oracle(args) -> int:
+    from seer.world.pretrain import train_oracle_into
+
+    print(json.dumps(train_oracle_into(args.out, seed=args.seed, steps=args.steps), indent=2))
     return 0
 
 
@@ -67,6 +88,12 @@ def register(subparsers) -> None:
     p = sub.add_parser("pretrain", help="fit the codebook, train the oracle and pretrain the tiny UMM")
     _add_dataclass_args(p, PretrainConfig)
     p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("oracle", help="train only the oracle judge into a base directory (codebook fitted if missing)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=1500)
+    p.set_defaults(func=_oracle)
 
     p = sub.add_parser("build-data", help="write Visual Instruction Elaboration data (samples, quadruplets, PNGs)")
     _add_dataclass_args(p, BuildConfig)

@@ -47,8 +47,8 @@ CAPTION_PREFIXES = tuple(p for p in ("", "", "", "a picture of", "an image of", 
                          if not set(p.split()) & INSTRUCTION_WORDS - {"a"})
 
 KINDS = ("generate", "describe", "ask", "concept_ask", "define", "reprompt", "evaluate")
-MIX = {"generate": 0.44, "describe": 0.08, "ask": 0.12, "concept_ask": 0.13, "define": 0.03, "reprompt": 0.12,
-       "evaluate": 0.08}
+MIX = {"generate": 0.46, "describe": 0.07, "ask": 0.12, "concept_ask": 0.14, "define": 0.03, "reprompt": 0.13,
+       "evaluate": 0.05}
 
 QUESTIONS = {
     "subject": "what is it ?",

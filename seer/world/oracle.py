@@ -48,6 +48,9 @@ class OracleNet(nn.Module):
             nn.Conv2d(width, width, 1), nn.GELU(),
         )
         self.kind = nn.Conv2d(width, len(CELL_KINDS), 1)
+        # per-cell auxiliary reads (training signal only): colour/material of subject cells, style/background of all
+        self.cell_aux = nn.ModuleDict({h: nn.Conv2d(width, len(ATTRIBUTES[h]), 1)
+                                       for h in ("colour", "material", "style", "background")})
         self.shape = nn.Sequential(
             nn.Conv2d(width + len(CELL_KINDS), width, 3, padding=1), nn.GELU(),
             nn.Conv2d(width, width, 3, padding=1), nn.GELU(),
@@ -68,6 +71,8 @@ class OracleNet(nn.Module):
         g = self.shape(torch.cat([f, kp], 1))
         z = torch.cat([subj, bg, g.amax((2, 3)), g.mean((2, 3)), kp.mean((2, 3)), kp.amax((2, 3))], -1)
         z = self.mlp(z)
+        if self.training:
+            self._aux = {h: m(f) for h, m in self.cell_aux.items()}
         return {h: m(z) for h, m in self.heads.items()}, self.quality(z).squeeze(-1), kind_logits
 
 
@@ -110,7 +115,7 @@ def sample_specs(n: int, rng: np.random.Generator) -> list[Spec]:
     return out
 
 
-def train_oracle(codebook, *, seed: int = 0, steps: int = 1200, batch: int = 128, n_images: int = 16000,
+def train_oracle(codebook, *, seed: int = 0, steps: int = 1500, batch: int = 128, n_images: int = 16000,
                  lr: float = 3e-3) -> OracleNet:
     """Train the oracle on ``n_images`` renders (half of each batch corrupted afresh, see the module doc)."""
     from tqdm import tqdm
@@ -129,6 +134,7 @@ def train_oracle(codebook, *, seed: int = 0, steps: int = 1200, batch: int = 128
     kinds = np.array([[CELL_KINDS.index(k) for row in cell_map(r[1], int(sd)) for k in row]
                       for r, sd in zip(rendered, seeds, strict=True)])  # (N, 64)
     net = OracleNet()
+    net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     bar = tqdm(range(steps), desc="oracle", mininterval=10)
@@ -141,6 +147,13 @@ def train_oracle(codebook, *, seed: int = 0, steps: int = 1200, batch: int = 128
         loss = sum(nn.functional.cross_entropy(logits[h], labels[h][idx]) for h in HEADS)
         loss = loss + nn.functional.binary_cross_entropy_with_logits(q, qt)
         loss = loss + nn.functional.cross_entropy(kind_logits, ktarget)
+        clean = torch.from_numpy(~cmask.reshape(-1, GRID, GRID))
+        subj = clean & (ktarget == CELL_KINDS.index("subject"))
+        for h, aux in net._aux.items():
+            cell_t = labels[h][idx][:, None, None].expand(-1, GRID, GRID)
+            m = subj if h in ("colour", "material") else clean
+            per = nn.functional.cross_entropy(aux, cell_t, reduction="none")
+            loss = loss + (per * m).sum() / m.sum().clamp_min(1)
         opt.zero_grad()
         loss.backward()
         opt.step()

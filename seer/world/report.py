@@ -226,6 +226,11 @@ def report(base: str | None = None, data: str | None = None, seed: int = 0, quic
                                                      n=2 if quick else 4)
     res["pretrain"] = {"times_s": meta.get("times"), "steps": meta.get("steps_done"), "params": meta.get("params"),
                        "config": meta.get("config")}
+    om = base_dir(base) / "oracle_metrics.json"
+    if om.is_file():
+        import json
+
+        res["pretrain"]["oracle_training"] = json.loads(om.read_text())
     res["shipped_size_bytes"] = shipped_size(base_dir(base))
     res["subjects"] = len(SUBJECTS)
     return res

@@ -1,0 +1,125 @@
+"""seer.world with the shipped base (seer/world/assets/base): oracle vs rules, tokenizer round trip, load errors,
+and a few-step pretraining run with checkpoint/resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from seer.backends.base import BackendError
+from seer.world import ASSETS_BASE, load_base
+from seer.world import semantics as S
+from seer.world.render import ATTRIBUTES, Spec, render
+
+
+@pytest.fixture(scope="module")
+def base():
+    torch.set_num_threads(1)
+    return load_base()
+
+
+def test_shipped_base_loads_and_matches_this_world(base):
+    backend, oracle, semantics = base
+    assert oracle.name == "oracle"
+    assert semantics is S
+    assert backend.image_tokenizer.num_codes == 1024 and backend.image_tokenizer.tokens_per_image == 64
+
+
+def test_oracle_agrees_with_the_rules_on_renders(base):
+    _, oracle, _ = base
+    rng = np.random.default_rng(0)
+    imgs, truth = [], []
+    for c in S.CONCEPTS.values():
+        for make in (S.satisfying_spec, S.violating_spec):
+            for k in range(3):
+                subject = ("cat", "ghost", "key")[k]
+                img, spec = render(make(c.target, {"subject": subject}, rng), int(rng.integers(1 << 30)))
+                imgs.append(img)
+                truth.append((c, spec))
+    reads = oracle.read_attributes(imgs)
+    agree = [S.satisfies(r, c.target) == S.satisfies(spec.attributes(), c.target)
+             for r, (c, spec) in zip(reads, truth, strict=True)]
+    assert np.mean(agree) >= 0.95, f"oracle agrees with the rules on {np.mean(agree):.3f} of renders"
+    attr_acc = np.mean([r[k] == getattr(spec, k) for r, (_, spec) in zip(reads, truth, strict=True)
+                        for k in ATTRIBUTES])
+    assert attr_acc >= 0.97
+
+
+def test_shipped_codebook_round_trip_keeps_attributes(base):
+    backend, oracle, _ = base
+    imgs = np.stack([render(None, s)[0] for s in range(64)])
+    rt = backend.image_tokenizer.roundtrip(imgs)
+    assert np.array_equal(rt, imgs)
+    assert oracle.read_attributes(rt) == oracle.read_attributes(imgs)
+
+
+def test_compare_prefers_the_satisfying_image(base):
+    _, oracle, _ = base
+    from seer.data import Sample
+
+    s = Sample(id="x", instruction="make it look scary , yet undeniably cute .", prompt="a ghost",
+               category="constraint_reasoning")
+    good, _ = render(Spec(subject="ghost", style="night", colour="pink", size="small"), 1)
+    plain, _ = render(Spec(subject="ghost", style="normal", colour="green", size="large"), 1)
+    other, _ = render(Spec(subject="cat", style="night", colour="pink", size="small"), 1)
+    assert oracle.compare(s, good, plain) == 1.0
+    assert oracle.compare(s, plain, good) == 0.0
+    assert oracle.compare(s, good, other) == 1.0  # the subject comes first
+    assert oracle.compare(s, good, good) == 0.5
+    a = oracle.assess(s, good)
+    assert a.satisfied and a.subject_kept and a.compliance == 1.0 and 0 <= a.quality <= 1
+
+
+def _copy_base(tmp_path):
+    d = tmp_path / "base"
+    shutil.copytree(ASSETS_BASE, d)
+    return d
+
+
+def test_mismatched_world_fingerprint_is_an_error(tmp_path):
+    d = _copy_base(tmp_path)
+    meta = json.loads((d / "world.json").read_text())
+    meta["world_fingerprint"] = "0000"
+    (d / "world.json").write_text(json.dumps(meta))
+    with pytest.raises(BackendError, match="another version of the world"):
+        load_base(d)
+
+
+def test_mismatched_tokenizer_and_model_vocab_is_an_error(tmp_path):
+    d = _copy_base(tmp_path)
+    cfg = json.loads((d / "umm" / "config.json").read_text())
+    cfg["vocab_size"] += 7
+    (d / "umm" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(BackendError, match="vocab"):
+        load_base(d)
+
+
+def test_corrupted_oracle_is_an_error(tmp_path):
+    d = _copy_base(tmp_path)
+    (d / "oracle.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(BackendError, match="corrupted oracle"):
+        load_base(d)
+    d2 = _copy_base(tmp_path / "two")
+    (d2 / "world.json").unlink()
+    with pytest.raises(BackendError, match="world.json: missing"):
+        load_base(d2)
+
+
+@pytest.mark.slow
+def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
+    from seer.world.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(out=str(tmp_path / "wb"), steps=4, minutes=5, batch=4, hidden=32, layers=1, heads=2,
+                         oracle_steps=2, codebook_images=50, checkpoint_every=2, warmup=1)
+    meta = pretrain(cfg)
+    assert meta["steps_done"] == 4
+    assert (tmp_path / "wb" / "ckpt.pt").is_file()
+    backend, oracle, _ = load_base(tmp_path / "wb")
+    assert len(backend.generate_images(["a cat"], [0])) == 1
+    cfg.steps, cfg.resume = 6, True
+    meta2 = pretrain(cfg)
+    assert meta2["steps_done"] == 6
