@@ -327,6 +327,8 @@ def test_too_many_images_and_bad_options(tiny):
         JanusBackend.load(tiny, max_images=40).check_request(40)
     with pytest.raises(BackendError, match="at most max_images=1"):
         JanusBackend.load(tiny, max_images=1).encode_context(evaluator_context(), "quadruplets.jsonl:3")
+    with pytest.raises(BackendError, match="image prompt 1 needs"):
+        b.generate_images(["a cat", " ".join(["cat"] * 600)], [0, 1])
     with pytest.raises(BackendError, match="unknown janus option"):
         JanusBackend.load(tiny, colour="red")
     with pytest.raises(BackendError, match="dtype='fp8'"):

@@ -755,6 +755,8 @@ class JanusBackend:
             for start in tqdm(chunks, desc="janus images", unit="batch", leave=False, disable=len(chunks) < 2):
                 batch, batch_seeds = prompts[start:start + bs], seeds[start:start + bs]
                 rows = [self._prompt_ids(str(p)) + [self.boi_token_id] for p in batch]
+                for i, r in enumerate(rows):
+                    self.check_length(len(r) + self.num_image_tokens, f"image prompt {start + i}")
                 ids, mask = self._left_pad(rows)
                 sampler = _GuidedSeededSampler(self.options.guidance_scale, self.options.image_temperature,
                                                batch_seeds, self.device)
