@@ -22,14 +22,6 @@ from seer.prompts import DEFAULT_TEMPLATES
 from seer.rl.grpo import group_advantages, grpo_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return build_tiny_janus(tmp_path_factory.mktemp("janus") / "tiny", seed=0)

@@ -16,15 +16,6 @@ from seer.stages import common, rlmt, rlvr
 TIME_KEYS = {f"time_{k}" for k in common.TIME_KEYS} | {"samples_per_s"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The stub's tensors are tiny: intra-op threads only add overhead on a shared CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def data(tmp_path):
     return write_stub_data(tmp_path)

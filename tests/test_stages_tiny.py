@@ -22,14 +22,6 @@ REPROMPTS = ["<think> ice is cold </think> <reprompt> a cat made of ice </reprom
              "<think> red </think> <reprompt> a red cat </reprompt>", "<think> </think> <reprompt> a cat </reprompt>"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def warm_start(backend, examples, steps=40):
     """Teach the random model the completion formats by teacher forcing, so the GRPO rewards have spread."""
     torch.manual_seed(0)

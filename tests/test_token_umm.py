@@ -33,15 +33,6 @@ def _reprompt_ctx(prompt: str = "a dog") -> Context:
     return Context(DEFAULT_TEMPLATES.reprompt_text("turn it into glass", prompt))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: with 2 cores shared by several jobs, intra-op threads only add wake-up latency (~20x here)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def backend() -> TokenUMMBackend:
     return tiny_random_backend(seed=0)
