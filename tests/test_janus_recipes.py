@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_janus_backend import one_thread  # noqa: F401 - the autouse single-thread fixture
 
 from seer.backends.janus import JanusOptions, build_tiny_janus, write_init_checkpoint
 from seer.cli import main
