@@ -106,9 +106,11 @@ class Dist:
         import torch.distributed as dist
 
         keys = sorted(sums)
-        t = torch.tensor([float(sums[k]) for k in keys], dtype=torch.float64)
+        # NCCL reduces only CUDA tensors; gloo takes CPU ones
+        device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+        t = torch.tensor([float(sums[k]) for k in keys], dtype=torch.float64, device=device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return dict(zip(keys, t.tolist(), strict=True))
+        return dict(zip(keys, t.cpu().tolist(), strict=True))
 
     def barrier(self) -> None:
         if self.world > 1:
