@@ -126,9 +126,11 @@ def train_oracle(codebook, *, seed: int = 0, steps: int = 1500, batch: int = 128
     codebook = LookupCodebook(codebook)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    n_images = min(n_images, steps * batch)  # a few-step run (tests) renders no more than it can use
     specs = sample_specs(n_images, rng)
     seeds = rng.integers(0, 2**31, n_images)
-    rendered = [render(s, int(sd)) for s, sd in zip(specs, seeds, strict=True)]
+    # random positions: the oracle must read a subject wherever a generator puts it
+    rendered = [render(s, int(sd), random_position=True) for s, sd in zip(specs, seeds, strict=True)]
     images = np.stack([r[0] for r in rendered])
     labels = _labels([r[1] for r in rendered])
     kinds = np.array([[CELL_KINDS.index(k) for row in cell_map(r[1], int(sd)) for k in row]
@@ -293,10 +295,11 @@ class OracleJudge:
 
 
 def oracle_accuracy(judge: OracleJudge, codebook=None, n: int = 2000, seed: int = 12345) -> dict:
-    """Per-attribute accuracy on fresh held-out renders (and on their codebook round-trips)."""
+    """Per-attribute accuracy on fresh held-out renders at random positions (and on their codebook round-trips)."""
     rng = np.random.default_rng(seed)
     specs = sample_specs(n, rng)
-    imgs, full = zip(*(render(s, int(sd)) for s, sd in zip(specs, rng.integers(0, 2**31, n), strict=True)),
+    seeds = rng.integers(0, 2**31, n)
+    imgs, full = zip(*(render(s, int(sd), random_position=True) for s, sd in zip(specs, seeds, strict=True)),
                      strict=True)
     imgs = np.stack(imgs)
     res = {}
