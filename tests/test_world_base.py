@@ -123,3 +123,35 @@ def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
     cfg.steps, cfg.resume = 6, True
     meta2 = pretrain(cfg)
     assert meta2["steps_done"] == 6
+
+
+@pytest.mark.slow
+def test_build_data_small_is_deterministic_and_splits_are_disjoint(tmp_path):
+    from seer.data import load_quadruplets, load_samples
+    from seer.world.build_data import BuildConfig, build_data
+    from seer.world.render import TEST_SUBJECTS, TRAIN_SUBJECTS
+
+    torch.set_num_threads(1)
+    outs = []
+    for k in range(2):
+        cfg = BuildConfig(out=str(tmp_path / f"d{k}"), prompts_per_instruction=1, keep=12,
+                          test_prompts_per_instruction=1, retries=1)
+        manifest = build_data(cfg)
+        outs.append(manifest)
+    assert outs[0] == {**outs[1], "config": outs[0]["config"]}
+    d = tmp_path / "d0"
+    test = load_samples(d / "samples_test.jsonl")
+    assert len(test) == 40
+    assert sum(s.distribution == "ood" for s in test) == 20
+    assert all(S.prompt_attributes(s.prompt)["subject"] in TEST_SUBJECTS for s in test)
+    if outs[0]["train_kept"]:
+        train = load_samples(d / "samples.jsonl")
+        assert all(S.prompt_attributes(s.prompt)["subject"] in TRAIN_SUBJECTS for s in train)
+        assert all(s.distribution == "id" and s.image for s in train)
+        train_instr = {s.instruction for s in train}
+        assert not train_instr & {s.instruction for s in test if s.distribution == "ood"}
+        q = load_quadruplets(d / "quadruplets_train.jsonl")
+        assert {x.phase for x in q} == {1, 2}
+    if outs[0]["test_quadruplets"]:
+        assert all(x.split == "test" for x in load_quadruplets(d / "quadruplets_test.jsonl"))
+    assert (d / "samples_test.jsonl").read_text() == (tmp_path / "d1" / "samples_test.jsonl").read_text()

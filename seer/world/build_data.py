@@ -2,9 +2,10 @@
 
 Training set (A.1.2): the 60 training instructions (6 categories x 10) x ``prompts_per_instruction`` minimal prompts
 with TRAIN subjects = 600 candidates. For each, the base UMM generates an image from a correct concrete rewrite
-(``reference_reprompt``); the oracle (the world's annotator) keeps candidates whose image satisfies the instruction
-and keeps the prompt's subject; the top ``keep`` (50 per category, ranked by compliance then quality) become
-``samples.jsonl``. Quadruplets (A.1.4):
+(``reference_reprompt``; up to ``1 + train_retries`` seeds until one passes — the paper draws one image per
+candidate, the world's tiny generator needs a few tries); the oracle (the world's annotator) keeps candidates whose
+image satisfies the instruction and keeps the prompt's subject; the top ``keep`` (50 per category, ranked by
+compliance then quality) become ``samples.jsonl``. Quadruplets (A.1.4):
 
 * phase 1 (basic alignment, ``"instruction": ""``): chosen = the base UMM's image of p0 (verified to show p0's
   subject), rejected = an image of p0 with the subject swapped for another TRAIN subject;
@@ -55,6 +56,7 @@ class BuildConfig:
     keep: int = 300  # training samples kept after the feasibility filter (balanced over categories)
     test_prompts_per_instruction: int = 3  # test samples per test instruction (40 instructions)
     retries: int = 4  # extra generation seeds tried for a test positive / a hard negative
+    train_retries: int = 2  # extra generation seeds tried per training candidate before the feasibility filter
 
 
 def test_instructions(seed: int = 0) -> list[S.Instruction]:
@@ -104,10 +106,9 @@ def build_data(cfg: BuildConfig) -> dict:
             subj = TRAIN_SUBJECTS[int(rng.integers(len(TRAIN_SUBJECTS)))]
             p0 = minimal_prompt(rng, subj, set(instr.rule))
             cands.append((instr, p0, faithful_reprompt(instr, p0, rng)))
-    seeds = [int(s) for s in rng.integers(0, 2**31, len(cands))]
-    pos_imgs = gen([c[2] for c in cands], seeds)
-    probe = [Sample(id=f"c{i}", instruction=c[0].text, prompt=c[1], category=c[0].category)
+    probe = [Sample(id=f"c{i}", instruction=c[0].text, prompt=c[1], category=c[0].category, reference_reprompt=c[2])
              for i, c in enumerate(cands)]
+    pos_imgs, _ = _positives(gen, oracle, probe, rng, cfg.train_retries)
     pos_ass = oracle.assess_many(probe, pos_imgs)
     feasible = [i for i, a in enumerate(pos_ass) if a.satisfied and a.subject_kept]
     per_cat = cfg.keep // len(CATEGORIES)
