@@ -13,7 +13,7 @@ import numpy as np
 
 # which metrics go in which panel: a key belongs to the first panel whose words it contains
 CURVE_PANELS = (
-    ("accuracy", ("acc",)),
+    ("accuracy", ("acc", "win_rate")),
     ("reward", ("reward",)),
     ("KL", ("kl",)),
     ("training health", ("zero_spread", "failure_rate", "truncation")),
@@ -113,9 +113,9 @@ def image_grid(rows: Sequence[GridRow], out_path: str | Path, title: str = "") -
     if not rows:
         raise ValueError("image_grid: no rows")
     plt = _plt()
-    fig, axes = plt.subplots(len(rows), 4, figsize=(13, 2.7 * len(rows)), squeeze=False,
-                             gridspec_kw={"width_ratios": [2.2, 1, 1, 1]})
-    wrap = lambda s, w=34: "\n".join(textwrap.wrap(s, w))  # noqa: E731
+    fig, axes = plt.subplots(len(rows), 4, figsize=(10, 2.8 * len(rows)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.3, 1, 1, 1]})
+    wrap = lambda s, w=28: "\n".join(textwrap.wrap(s, w))  # noqa: E731
     for ax_row, r in zip(axes, rows, strict=True):
         text_ax = ax_row[0]
         text_ax.axis("off")

@@ -447,7 +447,9 @@ def build_report(rep: Reproduction) -> dict[str, Any]:
     samples = _test_samples(rep) if (rep.data_dir / "samples_test.jsonl").is_file() else []
     n_quads = None
     if _test_quadruplets(rep).is_file():
-        n_quads = sum(1 for line in _test_quadruplets(rep).read_text().splitlines() if '"phase": 2' in line)
+        from seer.data import load_quadruplets
+
+        n_quads = sum(q.phase == 2 for q in load_quadruplets(_test_quadruplets(rep), check_images=False))
     wall = sum(s["wall_time_s"] for s in rep.steps)
     complete = all(s["status"] == "done" for s in rep.steps)
     report: dict[str, Any] = {
