@@ -49,9 +49,19 @@ def _oracle(args) -> int:
     return 0
 
 
+def _threads(n: int) -> None:
+    """Small models on a shared 2-core machine run fastest on one thread (measured: many small ops, where a second
+    thread only adds synchronisation)."""
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def _build_data(args) -> int:
     from seer.world.build_data import BuildConfig, build_data
 
+    _threads(args.threads)
     cfg = BuildConfig(**{f.name: getattr(args, f.name) for f in fields(BuildConfig)})
     print(json.dumps(build_data(cfg), indent=2))
     return 0
@@ -60,6 +70,7 @@ def _build_data(args) -> int:
 def _show(args) -> int:
     from seer.world.show import show
 
+    _threads(args.threads)
     show(args.out, base=args.base, seed=args.seed)
     print(f"wrote {args.out}")
     return 0
@@ -68,6 +79,7 @@ def _show(args) -> int:
 def _report(args) -> int:
     from seer.world.report import report
 
+    _threads(args.threads)
     res = report(base=args.base, data=args.data, seed=args.seed, quick=args.quick)
     text = json.dumps(res, indent=2)
     if args.out:
@@ -97,12 +109,14 @@ def register(subparsers) -> None:
 
     p = sub.add_parser("build-data", help="write Visual Instruction Elaboration data (samples, quadruplets, PNGs)")
     _add_dataclass_args(p, BuildConfig)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
     p.set_defaults(func=_build_data)
 
     p = sub.add_parser("show", help="write a PNG grid: renders, round-trips, base generations, naive vs rewritten")
     p.add_argument("--out", default="world_grid.png")
     p.add_argument("--base", default=None, help="base directory (default: the shipped base)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
     p.set_defaults(func=_show)
 
     p = sub.add_parser("report", help="measure the world (oracle, generation, understanding, gap, priors) as JSON")
@@ -111,5 +125,6 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="fewer samples per measurement")
     p.add_argument("--out", default=None, help="also write the JSON here")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
     p.set_defaults(func=_report)
     world.set_defaults(func=lambda a: (world.print_help(), 2)[1])

@@ -219,11 +219,14 @@ def report(base: str | None = None, data: str | None = None, seed: int = 0, quic
     data_p = Path(data)
     test = load_samples(data_p / "samples_test.jsonl")
     res["gap_test"] = gap(backend, oracle, test, seed)
-    res["pairwise_zero_shot_test"] = pairwise_zero_shot(backend, data_p / "quadruplets_test.jsonl", seed)
+    qt = data_p / "quadruplets_test.jsonl"
+    res["pairwise_zero_shot_test"] = (pairwise_zero_shot(backend, qt, seed) if qt.read_text().strip()
+                                      else {"n": 0, "note": "no test quadruplets (no verified positive)"})
     res["policy_reprompts_test"] = policy_reprompts(backend, oracle, test, seed, n=2 if quick else 4)
-    train = load_samples(data_p / "samples.jsonl")
-    res["policy_reprompts_train"] = policy_reprompts(backend, oracle, train[:: 3 if quick else 1], seed,
-                                                     n=2 if quick else 4)
+    if (data_p / "samples.jsonl").read_text().strip():
+        train = load_samples(data_p / "samples.jsonl")
+        res["policy_reprompts_train"] = policy_reprompts(backend, oracle, train[:: 3 if quick else 1], seed,
+                                                         n=2 if quick else 4)
     res["pretrain"] = {"times_s": meta.get("times"), "steps": meta.get("steps_done"), "params": meta.get("params"),
                        "config": meta.get("config")}
     om = base_dir(base) / "oracle_metrics.json"
