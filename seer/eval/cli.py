@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="delete --out and start afresh")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--base", default=None, help="base world model directory (default: the shipped one)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1; 0 = torch's default)")
     p.set_defaults(func=cmd_reproduce)
 
     ev = sub.add_parser("eval", help="measure checkpoints: evaluator accuracy, win ratios, pairs, report")
@@ -66,7 +67,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from seer.eval.reproduce import reproduce
 
     path = reproduce(args.out, quick=args.quick, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
-                     base=args.base)
+                     base=args.base, threads=args.threads)
     print(path)
     return 0
 
