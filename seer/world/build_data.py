@@ -4,8 +4,8 @@ Training set (A.1.2): the 60 training instructions (6 categories x 10) x ``promp
 with TRAIN subjects = 600 candidates. For each, the base UMM generates an image from a correct concrete rewrite
 (``reference_reprompt``; up to ``1 + train_retries`` seeds until one passes — the paper draws one image per
 candidate, the world's tiny generator needs a few tries); the oracle (the world's annotator) keeps candidates whose
-image satisfies the instruction and keeps the prompt's subject; the top ``keep`` (50 per category, ranked by
-compliance then quality) become ``samples.jsonl``. Quadruplets (A.1.4):
+image satisfies the instruction and keeps the prompt's subject; the top ``keep`` (up to 50 per category, ranked by
+compliance then quality, then the best remaining feasible ones) become ``samples.jsonl``. Quadruplets (A.1.4):
 
 * phase 1 (basic alignment, ``"instruction": ""``): chosen = the base UMM's image of p0 (verified to show p0's
   subject), rejected = an image of p0 with the subject swapped for another TRAIN subject;
@@ -117,6 +117,9 @@ def build_data(cfg: BuildConfig) -> dict:
         idx = sorted((i for i in range(len(cands)) if cands[i][0].category == cat),
                      key=lambda i: _score(pos_ass[i]), reverse=True)
         kept += [i for i in idx if pos_ass[i].satisfied and pos_ass[i].subject_kept][:per_cat]
+    # categories with fewer than keep/6 feasible candidates leave room: fill it with the best remaining feasible ones
+    rest = sorted((i for i in feasible if i not in set(kept)), key=lambda i: _score(pos_ass[i]), reverse=True)
+    kept += rest[: max(0, cfg.keep - len(kept))]
     kept.sort()
 
     # p0 images (hard negatives) and subject-swapped images for the kept candidates
