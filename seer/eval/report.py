@@ -344,6 +344,11 @@ def findings(report: dict[str, Any]) -> list[str]:
                    f"{fmt(agree)} of the pairs the judge decides: " + (
                        "RLMT's reward is mostly right." if agree >= 0.8 else
                        "RLMT's reward is often wrong, which bounds what RLMT can learn (reward noise)."))
+    undecided = diag.get("evaluator_undecided_rate")
+    if isinstance(undecided, float) and not math.isnan(undecided) and undecided >= 0.5:
+        out.append(f"On {fmt(undecided)} of those pairs the RLVR evaluator named the same position in both orders "
+                   "(position bias), so its verdict carried no preference: RLMT's Eq. 9 reward was a coin flip on "
+                   "the position, not a judgment of the images.")
     t2 = report.get("table2") or {}
     fails = t2.get("seer_format_failures")
     n = report.get("meta", {}).get("n_test_samples")
