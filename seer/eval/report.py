@@ -346,7 +346,8 @@ def findings(report: dict[str, Any]) -> list[str]:
                        "RLMT's reward is often wrong, which bounds what RLMT can learn (reward noise)."))
     undecided = diag.get("evaluator_undecided_rate")
     if isinstance(undecided, float) and not math.isnan(undecided) and undecided >= 0.5:
-        out.append(f"On {fmt(undecided)} of those pairs the RLVR evaluator named the same position in both orders "
+        out.append(f"On the test pairs SEER vs naive, the RLVR evaluator named the same position in both orders on "
+                   f"{fmt(undecided)} of the pairs the judge decides "
                    "(position bias), so its verdict carried no preference: RLMT's Eq. 9 reward was a coin flip on "
                    "the position, not a judgment of the images.")
     t2 = report.get("table2") or {}
