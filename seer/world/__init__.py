@@ -7,9 +7,9 @@ Instruction Elaboration samples + quadruplets) → reprompters (external baselin
 and returns ``(backend, oracle, semantics)``; a corrupted or mismatched base raises ``BackendError``.
 
 The shipped base's measurements (``seer world report --data seer/world/assets/data``) are in
-``assets/base/report.json``. Known weakness of this base (38 min of pretraining on a shared CPU): the tiny UMM has
-not yet learned to read or draw the subject's shape and colour reliably (generation: subject 48%, colour 24%;
-understanding of subject/colour near chance), and its reprompts often drop the prompt's subject. Background, style,
+``assets/base/report.json``. Known weakness of this base (50 min of pretraining on a shared CPU): the tiny UMM has
+not yet learned to read or draw the subject's colour reliably and reads subjects poorly (see report.json), and its
+reprompts often drop the prompt's subject. Background, style,
 size and accessory are learned. More pretraining steps (``seer world pretrain --resume --minutes N``) are the lever.
 """
 
