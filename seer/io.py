@@ -33,6 +33,20 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def read_json_object(path: str | Path, error: type[Exception] = ValueError, missing: str = "missing") -> dict[str, Any]:
+    """Read a JSON file that must hold an object; every failure raises ``error`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(obj, dict):
+        raise error(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
 def atomic_replace_dir(src: str | Path, dst: str | Path) -> None:
     """Move a fully written directory ``src`` into place at ``dst``; an old ``dst`` is removed only after the
     new one is in place under a temporary name, so at every moment one complete copy exists."""

@@ -20,6 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from seer.io import read_json_object
+
 IMAGE_PLACEHOLDER = "<image>"
 BACKEND_FILE = "backend.json"  # written by every backend's save(); names the backend kind for load_backend()
 
@@ -149,13 +151,9 @@ def read_backend_meta(path: str | Path) -> dict[str, Any]:
     if not path.is_dir():
         raise BackendError(f"{path}: checkpoint directory does not exist")
     meta_file = path / BACKEND_FILE
-    if not meta_file.is_file():
-        raise BackendError(f"{meta_file}: missing; expected a seer checkpoint written by a backend's save()")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except json.JSONDecodeError as e:
-        raise BackendError(f"{meta_file}: not valid JSON ({e})") from e
-    if not isinstance(meta, dict) or "kind" not in meta:
+    meta = read_json_object(meta_file, BackendError,
+                            "missing; expected a seer checkpoint written by a backend's save()")
+    if "kind" not in meta:
         raise BackendError(f"{meta_file}: expected an object with a 'kind' field, one of {sorted(_LOADERS)}")
     return meta
 

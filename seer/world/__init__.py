@@ -15,11 +15,11 @@ size and accessory are learned. More pretraining steps (``seer world pretrain --
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from seer.backends.base import BackendError
+from seer.io import read_json_object
 
 ASSETS_BASE = Path(__file__).parent / "assets" / "base"
 
@@ -32,16 +32,8 @@ def read_world_meta(path: str | Path | None = None) -> dict[str, Any]:
     from seer.world.pretrain import WORLD_FILE
 
     d = base_dir(path)
-    f = d / WORLD_FILE
-    if not f.is_file():
-        raise BackendError(f"{f}: missing; expected a world base written by `seer world pretrain --out {d}`")
-    try:
-        meta = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise BackendError(f"{f}: not valid JSON ({e})") from e
-    if not isinstance(meta, dict):
-        raise BackendError(f"{f}: expected a JSON object")
-    return meta
+    return read_json_object(d / WORLD_FILE, BackendError,
+                            f"missing; expected a world base written by `seer world pretrain --out {d}`")
 
 
 def load_base(path: str | Path | None = None, **backend_options: Any):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from seer.backends.base import BackendError
+from seer.io import read_json_object
 from seer.world import semantics as S
 from seer.world.render import ATTRIBUTES, CELL, GRID, Spec, render
 
@@ -274,13 +275,9 @@ class OracleJudge:
 
         path = Path(path)
         f, meta_f = path / ORACLE_FILE, path / ORACLE_META
-        for p in (f, meta_f):
-            if not p.is_file():
-                raise BackendError(f"{p}: oracle file missing")
-        try:
-            meta = json.loads(meta_f.read_text())
-        except json.JSONDecodeError as e:
-            raise BackendError(f"{meta_f}: not valid JSON ({e})") from e
+        if not f.is_file():
+            raise BackendError(f"{f}: oracle file missing")
+        meta = read_json_object(meta_f, BackendError, "oracle file missing")
         expected = {h: list(ATTRIBUTES[h]) for h in HEADS}
         if meta.get("heads") != expected:
             raise BackendError(f"{meta_f}: the oracle was trained for other attribute values than this world's "
