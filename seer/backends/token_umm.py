@@ -408,14 +408,8 @@ class TokenUMMBackend:
         With ``row_of``, the prompts are prefilled once and row b continues prompt ``row_of[b]`` (the n samples of
         one context share its prefill). Returns per row the new tokens (up to and including ``<eos>`` when
         ``stop``), their log-probs, and whether the row hit ``max_new`` without ``<eos>``."""
-        P, L = len(prompts), max(len(p) for p in prompts)
         dev = self.device
-        input_ids = torch.full((P, L), self.pad_id, dtype=torch.long, device=dev)
-        attn = torch.zeros((P, L), dtype=torch.long, device=dev)
-        for b, p in enumerate(prompts):
-            input_ids[b, L - len(p) :] = torch.as_tensor(p, dtype=torch.long)
-            attn[b, L - len(p) :] = 1
-        pos = (attn.cumsum(1) - 1).clamp(min=0)
+        input_ids, attn, pos = self._left_pad(prompts)
         with self._autocast():
             out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True,
                              logits_to_keep=1)
@@ -583,6 +577,17 @@ class TokenUMMBackend:
         z = logits[..., : self.num_text].float() + self._text_bias
         return z.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
 
+    def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-pad token lists: (ids, attention mask, position ids), each (P, L); positions count real tokens only,
+        so a padded row continues exactly as an unpadded one would."""
+        P, L = len(seqs), max(len(q) for q in seqs)
+        ids = torch.full((P, L), self.pad_id, dtype=torch.long, device=self.device)
+        attn = torch.zeros((P, L), dtype=torch.long, device=self.device)
+        for b, q in enumerate(seqs):
+            ids[b, L - len(q) :] = torch.as_tensor(q, dtype=torch.long)
+            attn[b, L - len(q) :] = 1
+        return ids, attn, (attn.cumsum(1) - 1).clamp(min=0)
+
     def _targets(self, comps: list[list[int]], T: int) -> torch.Tensor:
         targets = torch.full((len(comps), T), self.eos_id, dtype=torch.long, device=self.device)
         for b, comp in enumerate(comps):
@@ -599,13 +604,7 @@ class TokenUMMBackend:
         slot: dict[tuple[int, ...], int] = {}
         row_of = [slot.setdefault(tuple(c), len(slot)) for c in ctxs]
         unique = list(slot)
-        P, L = len(unique), max(len(c) for c in unique)
-        ctx_ids = torch.full((P, L), self.pad_id, dtype=torch.long, device=dev)
-        ctx_attn = torch.zeros((P, L), dtype=torch.long, device=dev)
-        for p, c in enumerate(unique):
-            ctx_ids[p, L - len(c) :] = torch.as_tensor(c, dtype=torch.long)
-            ctx_attn[p, L - len(c) :] = 1
-        ctx_pos = (ctx_attn.cumsum(1) - 1).clamp(min=0)
+        ctx_ids, ctx_attn, ctx_pos = self._left_pad(unique)
         index = torch.as_tensor(row_of, dtype=torch.long, device=dev)
         targets = self._targets(comps, T)
         with self._autocast():
