@@ -60,6 +60,8 @@ class StageConfig:
     beta: float = arg(0.04, "β: coefficient of the k3 KL to the reference policy (paper Sec. 4.1)", "paper")
     iterations_per_update: int = arg(1, "μ: GRPO iterations per batch of rollouts (paper: 1; only 1 is supported)",
                                      "paper")
+    groups_per_forward: int = arg(0, "query groups scored per token_logprobs call in the update (0 = all of the "
+                                  "step's; set 1 for big models on one GPU). Speed and memory only, same step")
     adv_eps: float = arg(1e-4, "eps added to the group std in the advantage (Eq. 8)")
     format_weight: float = arg(1.0, "weight of the format reward in R = R_acc + w · R_format (paper: w = 1)", "paper")
     weight_decay: float = arg(0.0, "AdamW weight decay (the paper uses AdamW; the decay value is seer's)")
@@ -88,7 +90,8 @@ class StageConfig:
         for key in ("temperature", "epsilon"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
-        for key in ("beta", "weight_decay", "grad_clip", "format_weight", "adv_eps", "max_steps", "top_k"):
+        for key in ("beta", "weight_decay", "grad_clip", "format_weight", "adv_eps", "max_steps", "top_k",
+                    "groups_per_forward"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.iterations_per_update != 1:

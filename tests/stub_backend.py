@@ -91,8 +91,10 @@ class StubBackend:
 
     # -- protocol ------------------------------------------------------------------------------------------------
     def generate_text(
-        self, contexts: Sequence[Context], n: int, sampling: SamplingParams, seed: int | None = None
+        self, contexts: Sequence[Context], n: int, sampling: SamplingParams, seed: int | Sequence[int] | None = None
     ) -> list[list[Completion]]:
+        if seed is not None and not isinstance(seed, int):  # one seed per context
+            return [self.generate_text([c], n, sampling, seed=s)[0] for c, s in zip(contexts, seed, strict=True)]
         gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
         out = []
         with torch.no_grad():

@@ -27,12 +27,12 @@ from seer.stages import common, rlvr
 
 root, out = Path(sys.argv[1]), Path(sys.argv[2])
 seen, live = [], {}
-original = rlvr.rollout
-def recording(backend, cfg, images, q, seed, timings):
-    seen.append(q.id)
+original = rlvr.rollouts
+def recording(backend, cfg, images, qs, seeds, timings):
+    seen.extend(q.id for q in qs)
     live["backend"] = backend
-    return original(backend, cfg, images, q, seed, timings)
-rlvr.rollout = recording
+    return original(backend, cfg, images, qs, seeds, timings)
+rlvr.rollouts = recording
 cfg = load_config(RLVRConfig, None, ["--model", str(root / "base"), "--quadruplets", str(root / "quadruplets.jsonl"),
     "--output_dir", str(out / "runs"), "--group_size", "4", "--queries_per_step", "4", "--epochs_phase1", "2",
     "--epochs_phase2", "1", "--lr_phase1", "0.1", "--lr_phase2", "0.05", "--tensorboard", "false"])

@@ -146,6 +146,32 @@ def test_rlmt_both_orders_and_self_judge(data):
     assert (run_dir / "model" / "stub.pt").is_file()
 
 
+def test_batched_rollouts_equal_one_query_at_a_time(data):
+    cfg = rlmt_cfg(data, "--judge_both_orders", group_size=6)
+    samples = [Sample("s0", "make it glow", "a cat", "material_synthesis"),
+               Sample("s1", "make it dark", "a dog", "semantic_edit"),
+               Sample("s2", "make it glow", "a red ball", "material_synthesis")]
+    timings = __import__("collections").defaultdict(float)
+    together = rlmt.rollouts(StubBackend(), judge(True), cfg, samples, [3, 4, 5], timings)
+    alone = [rlmt.rollout(StubBackend(), judge(True), cfg, s, seed=k, timings=timings)
+             for s, k in zip(samples, [3, 4, 5], strict=True)]
+    for a, b in zip(together, alone, strict=True):
+        assert (a.query_id, a.reward, a.info, a.extra_sums) == (b.query_id, b.reward, b.info, b.extra_sums)
+        assert [c.token_ids for c in a.completions] == [c.token_ids for c in b.completions]
+
+
+@pytest.mark.parametrize("stage", ["rlvr", "rlmt"])
+def test_groups_per_forward_changes_speed_not_the_step(data, stage):
+    make = rlvr_cfg if stage == "rlvr" else rlmt_cfg
+    module = rlvr if stage == "rlvr" else rlmt
+    one = module.train(make(data, name="one", groups_per_forward=1))
+    every = module.train(make(data, name="all", groups_per_forward=0))
+    a, b = theta(one / "model"), theta(every / "model")
+    assert any(not torch.equal(a[k], theta(data["base"] if stage == "rlvr" else data["judge"])[k]) for k in a)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+
+
 def test_rlmt_trains_policy_and_keeps_evaluator(data):
     evaluator_before = theta(data["judge"])
     run_dir = rlmt.train(rlmt_cfg(data, epochs=4))
@@ -175,9 +201,9 @@ def test_resume_reproduces_uninterrupted_run(data, monkeypatch, stage):
 
     # a run killed during step 6: the last checkpoint is at step 4 (RLVR: end of phase 1) or 3 (RLMT: save_every),
     # and the killed run had already written step 5's metrics
-    original = module.rollout
+    original = module.rollouts
     calls = {"n": 0}
-    per_step = 3
+    per_step = 1  # one batched rollouts call per step
 
     def dying(*a, **k):
         calls["n"] += 1
@@ -185,10 +211,10 @@ def test_resume_reproduces_uninterrupted_run(data, monkeypatch, stage):
             raise KeyboardInterrupt
         return original(*a, **k)
 
-    monkeypatch.setattr(module, "rollout", dying)
+    monkeypatch.setattr(module, "rollouts", dying)
     with pytest.raises(KeyboardInterrupt):
         module.train(make(data, name="killed", save_every=3))
-    monkeypatch.setattr(module, "rollout", original)
+    monkeypatch.setattr(module, "rollouts", original)
     killed_dir = data["runs"] / "killed" / stage
     assert json.loads((killed_dir / "state" / "cursor.json").read_text())["step"] == (4 if stage == "rlvr" else 3)
     assert [m["step"] for m in read_jsonl(killed_dir / "metrics.jsonl")] == [1, 2, 3, 4, 5]

@@ -125,6 +125,19 @@ def test_generate_text_is_deterministic_for_a_seed(backend):
     assert ids(backend.generate_text(ctxs, 3, sp, seed=7)) == ids(a)
 
 
+def test_per_context_seeds_equal_one_call_per_context(backend):
+    ctxs = [_eval_ctx(), _reprompt_ctx(), _reprompt_ctx("a red cat")]
+    sp = SamplingParams(max_new_tokens=12)
+    together = backend.generate_text(ctxs, 3, sp, seed=[5, 6, 7])
+    alone = [backend.generate_text([c], 3, sp, seed=s)[0] for c, s in zip(ctxs, [5, 6, 7], strict=True)]
+    assert [[x.token_ids for x in r] for r in together] == [[x.token_ids for x in r] for r in alone]
+    flat = lambda out: [lp for r in out for x in r for lp in x.logprobs]  # noqa: E731
+    assert flat(together) == pytest.approx(flat(alone), abs=1e-5)
+    assert together[1][0].token_ids != together[2][0].token_ids or together[1][0].text != together[2][0].text
+    with pytest.raises(BackendError, match="2 seeds for 3 contexts"):
+        backend.generate_text(ctxs, 1, sp, seed=[1, 2])
+
+
 def test_generate_text_never_samples_image_or_control_tokens(backend):
     # make image tokens and <boi> overwhelmingly likely: the restricted vocabulary must still exclude them
     with torch.no_grad():

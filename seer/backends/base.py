@@ -91,10 +91,13 @@ class UnifiedBackend(Protocol):
     kind: str  # short name written into backend.json, e.g. "token_umm", "janus"
 
     def generate_text(
-        self, contexts: Sequence[Context], n: int, sampling: SamplingParams, seed: int | None = None
+        self, contexts: Sequence[Context], n: int, sampling: SamplingParams,
+        seed: int | Sequence[int] | None = None,
     ) -> list[list[Completion]]:
         """Sample ``n`` completions per context with the current policy θ; returns ``[len(contexts)][n]``.
-        No grad. The same seed and inputs give the same completions."""
+        No grad. The same seed and inputs give the same completions. ``seed`` may be one int per context: then
+        context i's completions are those of ``generate_text([contexts[i]], n, sampling, seed=seed[i])``, so a
+        trainer can batch queries without their samples depending on the batch."""
         ...
 
     def token_logprobs(

@@ -624,11 +624,18 @@ class JanusBackend:
     # ---------------------------------------------------------------- text
     @torch.no_grad()
     def generate_text(
-        self, contexts: Sequence[Context], n: int, sampling: SamplingParams, seed: int | None = None
+        self, contexts: Sequence[Context], n: int, sampling: SamplingParams,
+        seed: int | Sequence[int] | None = None,
     ) -> list[list[Completion]]:
         self._check_contexts(contexts)
         if n < 1:
             raise BackendError(f"generate_text: n must be >= 1, got {n}")
+        if seed is not None and not isinstance(seed, int):  # one seed per context: one batch per context
+            seeds = [int(x) for x in seed]
+            if len(seeds) != len(contexts):
+                raise BackendError(f"generate_text: {len(seeds)} seeds for {len(contexts)} contexts (give one int, "
+                                   f"or one seed per context)")
+            return [self.generate_text([c], n, sampling, seed=s)[0] for c, s in zip(contexts, seeds, strict=True)]
         prompts = [self._prompt_ids(c.text) for c in contexts]
         for i, p in enumerate(prompts):
             if len(p) + sampling.max_new_tokens > self.max_positions:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -449,7 +450,8 @@ class TokenUMMBackend:
         return rows, row_lps, truncated
 
     def generate_text(
-        self, contexts: Sequence[Context], n: int, sampling: SamplingParams, seed: int | None = None
+        self, contexts: Sequence[Context], n: int, sampling: SamplingParams,
+        seed: int | Sequence[int] | None = None,
     ) -> list[list[Completion]]:
         if n < 1:
             raise BackendError(f"n must be >= 1, got {n}")
@@ -463,6 +465,16 @@ class TokenUMMBackend:
                                f"{sampling.top_k}, top_p={sampling.top_p}")
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
+        if isinstance(seed, int):
+            row_seed = functools.partial(_row_seed, seed)  # row (i, j)
+        else:
+            seeds = [int(x) for x in seed]
+            if len(seeds) != len(contexts):
+                raise BackendError(f"generate_text: {len(seeds)} seeds for {len(contexts)} contexts (give one int, or "
+                                   f"one seed per context)")
+
+            def row_seed(i: int, j: int) -> int:  # as if context i were sampled alone with its own seed
+                return _row_seed(seeds[i], 0, j)
         encoded = [self.encode_context(c, f"context {i}") for i, c in enumerate(contexts)]
         for i, ids in enumerate(encoded):
             self.check_length(len(ids) + sampling.max_new_tokens, f"context {i} plus max_new_tokens")
@@ -483,7 +495,7 @@ class TokenUMMBackend:
         out: list[list[Completion]] = [[] for _ in encoded]
         for s in range(0, len(rows), self.max_batch):
             chunk = rows[s : s + self.max_batch]
-            gens = [torch.Generator().manual_seed(_row_seed(seed, i, j)) for i, j in chunk]
+            gens = [torch.Generator().manual_seed(row_seed(i, j)) for i, j in chunk]
             unique = list(dict.fromkeys(i for i, _ in chunk))
             ids, lps, trunc = self._sample([encoded[i] for i in unique], sampling.max_new_tokens, pick, gens, True,
                                            row_of=[unique.index(i) for i, _ in chunk])

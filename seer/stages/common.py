@@ -1,9 +1,10 @@
 """The loop both SEER stages share: rollout → reward → group advantage → GRPO loss → optimizer step.
 
 A stage supplies its curriculum as a list of :class:`Phase` (RLVR: basic alignment then visual instruction; RLMT:
-one phase) and a ``rollout(query, seed, timings) -> Group`` function that samples G completions for one query and
-scores them. :func:`train_phases` does the rest: data order, sharding over processes, the update, metrics,
-samples, checkpoints and resume.
+one phase) and a ``rollouts(queries, seeds, timings) -> list[Group]`` function that samples G completions for each
+query of a step in one batched call (per-query seeds make it the same as one call per query) and scores them.
+:func:`train_phases` does the rest: data order, sharding over processes, the update, metrics, samples, checkpoints
+and resume.
 
 Multi-process (``accelerate launch``): each process takes every ``world``-th query of a step's batch, computes its
 share of the loss (each query's group loss divided by the number of queries in the *global* batch) and backpropagates;
@@ -192,23 +193,37 @@ def make_optimizer(backend: Any, cfg: Any, lr: float) -> torch.optim.Optimizer:
 def grpo_update(
     backend: Any, optimizer: torch.optim.Optimizer, groups: list[Group], cfg: Any, dist: Dist, n_global: int
 ) -> dict[str, float]:
-    """One GRPO step (μ = 1) over this process's groups; returns metric sums (to be summed over processes)."""
+    """One GRPO step (μ = 1) over this process's groups; returns metric sums (to be summed over processes).
+
+    The groups are scored ``cfg.groups_per_forward`` at a time (0 = all in one ``token_logprobs`` call: on a CPU,
+    one forward of 64 rows costs little more than one of 8); each group's loss is its own (Eq. 6 over its G
+    completions, divided by the global number of queries), so the chunking changes speed, never the step."""
     params = backend.trainable_parameters()
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = defaultdict(float)
-    for g in groups:
-        ids = [c.token_ids for c in g.completions]
-        contexts = [g.context] * len(ids)
-        logp, mask = backend.token_logprobs(contexts, ids)  # (G, T), grad through θ
+    per_forward = cfg.groups_per_forward or max(len(groups), 1)
+    for start in range(0, len(groups), per_forward):
+        chunk = groups[start : start + per_forward]
+        ids = [c.token_ids for g in chunk for c in g.completions]
+        contexts = [g.context for g in chunk for _ in g.completions]
+        logp, mask = backend.token_logprobs(contexts, ids)  # (ΣG, T), grad through θ
         with torch.no_grad():
             ref_logp, _ = backend.token_logprobs(contexts, ids, reference=True)
-        adv = group_advantages(torch.tensor([g.reward]), cfg.adv_eps)[0].to(logp.device)  # Eq. 8, (G,)
-        loss, stats = grpo_loss(logp, logp.detach(), ref_logp.to(logp), adv, mask.to(logp), cfg.epsilon, cfg.beta)
-        (loss / n_global).backward()  # summed over groups and processes = mean over the global batch
-        sums["loss"] += stats.loss / n_global
-        sums["kl_sum"] += stats.kl
-        sums["clip_tokens"] += stats.clip_fraction * stats.tokens
-        sums["tokens"] += stats.tokens
+        ref_logp, mask = ref_logp.to(logp), mask.to(logp)
+        total = logp.new_zeros(())
+        row = 0
+        for g in chunk:
+            rows = slice(row, row + len(g.completions))
+            row = rows.stop
+            adv = group_advantages(torch.tensor([g.reward]), cfg.adv_eps)[0].to(logp.device)  # Eq. 8, (G,)
+            loss, stats = grpo_loss(logp[rows], logp[rows].detach(), ref_logp[rows], adv, mask[rows], cfg.epsilon,
+                                    cfg.beta)
+            total = total + loss / n_global  # summed over groups and processes = mean over the global batch
+            sums["loss"] += stats.loss / n_global
+            sums["kl_sum"] += stats.kl
+            sums["clip_tokens"] += stats.clip_fraction * stats.tokens
+            sums["tokens"] += stats.tokens
+        total.backward()
     dist.sum_grads(params)
     if cfg.grad_clip > 0:
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -284,7 +299,7 @@ def train_phases(
     backend: Any,
     optimizer: torch.optim.Optimizer,
     phases: list[Phase],
-    rollout: Callable[[Any, int, dict[str, float]], Group],
+    rollouts: Callable[[list[Any], list[int], dict[str, float]], list[Group]],
     run: Run,
     dist: Dist,
     cursor: Cursor,
@@ -322,10 +337,9 @@ def train_phases(
         order = np.random.default_rng([cfg.seed, cursor.phase, cursor.epoch]).permutation(len(phase.queries))
         batch = order[cursor.batch * Q : (cursor.batch + 1) * Q]
         timings: dict[str, float] = defaultdict(float)
-        groups = []
-        for pos in range(dist.rank, len(batch), dist.world):  # this process's shard of the batch
-            seed = derive_seed(cfg.seed, cursor.phase, cursor.epoch, cursor.batch * Q + pos)
-            groups.append(rollout(phase.queries[batch[pos]], seed, timings))
+        shard = range(dist.rank, len(batch), dist.world)  # this process's share of the batch
+        seeds = [derive_seed(cfg.seed, cursor.phase, cursor.epoch, cursor.batch * Q + pos) for pos in shard]
+        groups = rollouts([phase.queries[batch[pos]] for pos in shard], seeds, timings) if seeds else []
         with timed(timings, "update"):
             sums = grpo_update(backend, optimizer, groups, cfg, dist, n_global=len(batch))
         sums.update(group_sums(groups))
@@ -396,7 +410,7 @@ def run_stage(
     backend: Any,
     dist: Dist,
     phases: list[Phase],
-    rollout: Callable[[Any, int, dict[str, float]], Group],
+    rollouts: Callable[[list[Any], list[int], dict[str, float]], list[Group]],
     summary: dict[str, Any],
     extra_metrics: dict[str, str] | None = None,
 ) -> Path:
@@ -415,7 +429,7 @@ def run_stage(
         cursor, _ = load_state(cfg.run_dir, backend, optimizer)
     run.open_writers(purge_after=cursor.step)
     try:
-        train_phases(cfg, backend, optimizer, phases, rollout, run, dist, cursor, extra_metrics)
+        train_phases(cfg, backend, optimizer, phases, rollouts, run, dist, cursor, extra_metrics)
         run.save_model(backend)
     finally:
         run.close()

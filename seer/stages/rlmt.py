@@ -46,10 +46,10 @@ def reprompt_context(cfg: RLMTConfig, sample: Sample) -> Context:
     return Context(cfg.templates.reprompt_text(sample.instruction, sample.prompt))
 
 
-def judge_pairs(judge: Any, cfg: RLMTConfig, sample: Sample, x0: np.ndarray, xs: list[np.ndarray], seed: int,
-                timings: dict[str, float]) -> tuple[list[float], int]:
-    """Eq. 9 for each reprompt image in ``xs`` against the baseline ``x0``: the evaluator sees the pair in a seeded
-    random order (or both orders, averaged). Returns the rewards and the number of unparseable verdicts."""
+def judge_contexts(cfg: RLMTConfig, sample: Sample, x0: np.ndarray, xs: list[np.ndarray], seed: int
+                   ) -> tuple[list[Context], list[str]]:
+    """The evaluator contexts of Eq. 9 for each reprompt image in ``xs`` against the baseline ``x0``: the pair in a
+    seeded random order (or both orders), with the position of the reprompt's image in each."""
     text = cfg.templates.evaluator_text(sample.instruction, sample.prompt)
     contexts, positions = [], []
     for j, x in enumerate(xs):
@@ -58,49 +58,80 @@ def judge_pairs(judge: Any, cfg: RLMTConfig, sample: Sample, x0: np.ndarray, xs:
         for pos in orders:
             contexts.append(Context(text, (x, x0) if pos == "A" else (x0, x)))
             positions.append(pos)
-    greedy = SamplingParams(max_new_tokens=cfg.judge_max_new_tokens, greedy=True)
-    with timed(timings, "judge"):
-        verdicts = [g[0].text for g in judge.generate_text(contexts, 1, greedy, seed=derive_seed(seed, 0xC0))]
+    return contexts, positions
+
+
+def judge_rewards(cfg: RLMTConfig, verdicts: list[str], positions: list[str]) -> tuple[list[float], int]:
+    """Per reprompt image the reward of its verdicts (averaged over both orders) and the unparseable count."""
     per_order = [preference_reward(v, pos) for v, pos in zip(verdicts, positions, strict=True)]
     k = 2 if cfg.judge_both_orders else 1
-    rewards = [sum(per_order[j * k : (j + 1) * k]) / k for j in range(len(xs))]
+    rewards = [sum(per_order[j * k : (j + 1) * k]) / k for j in range(len(per_order) // k)]
     return rewards, sum(not parse_verdict(v).ok for v in verdicts)
 
 
-def rollout(policy: Any, judge: Any, cfg: RLMTConfig, sample: Sample, seed: int, timings: dict[str, float]) -> Group:
-    """Sample G reprompts for one (a, p0), draw their images and the baseline's, and let the evaluator score them."""
-    context = reprompt_context(cfg, sample)
+def rollouts(policy: Any, judge: Any, cfg: RLMTConfig, samples: list[Sample], seeds: list[int],
+             timings: dict[str, float]) -> list[Group]:
+    """For each (a, p0): sample G reprompts, draw their images and the baseline's (x_i and x0 share one image seed
+    per query), and let the evaluator score them. Sampling, image generation and judging each run as one batched
+    call over the step's queries; per-query seeds make the result the same as one query at a time."""
+    contexts = [reprompt_context(cfg, s) for s in samples]
     with timed(timings, "rollout"):
-        completions = policy.generate_text([context], cfg.group_size, sampling_params(cfg), seed=seed)[0]
-    parsed = [parse_reprompt(c.text) for c in completions]
-    valid = [i for i, p in enumerate(parsed) if p.ok]
-    accuracy = [0.0] * len(completions)
-    unparseable_verdicts = 0
-    if valid:
-        image_seed = derive_seed(seed, 0x1A6E)  # one seed per query: x_i and x0 share their sampling noise
-        prompts = [sample.naive_prompt] + [parsed[i].answer for i in valid]
-        with timed(timings, "images"):
-            images = policy.generate_images(prompts, [image_seed] * len(prompts))
-        rewards, unparseable_verdicts = judge_pairs(judge, cfg, sample, images[0], images[1:], seed, timings)
-        for i, r in zip(valid, rewards, strict=True):
+        sampled = policy.generate_text(contexts, cfg.group_size, sampling_params(cfg), seed=list(seeds))
+    parsed = [[parse_reprompt(c.text) for c in completions] for completions in sampled]
+    valid = [[i for i, p in enumerate(ps) if p.ok] for ps in parsed]
+    prompts, image_seeds = [], []
+    for s, ps, ok, seed in zip(samples, parsed, valid, seeds, strict=True):
+        if ok:
+            prompts += [s.naive_prompt] + [ps[i].answer for i in ok]
+            image_seeds += [derive_seed(seed, 0x1A6E)] * (1 + len(ok))
+    with timed(timings, "images"):
+        images = policy.generate_images(prompts, image_seeds) if prompts else []
+    judged, positions, judge_seeds, spans, at = [], [], [], [], 0
+    for s, ok, seed in zip(samples, valid, seeds, strict=True):
+        if not ok:
+            spans.append((0, 0))
+            continue
+        x0, xs = images[at], images[at + 1 : at + 1 + len(ok)]
+        at += 1 + len(ok)
+        ctxs, pos = judge_contexts(cfg, s, x0, xs, seed)
+        spans.append((len(judged), len(judged) + len(ctxs)))
+        judged += ctxs
+        positions += pos
+        judge_seeds += [derive_seed(seed, 0xC0)] * len(ctxs)
+    verdicts: list[str] = []
+    if judged:
+        greedy = SamplingParams(max_new_tokens=cfg.judge_max_new_tokens, greedy=True)
+        with timed(timings, "judge"):
+            verdicts = [g[0].text for g in judge.generate_text(judged, 1, greedy, seed=judge_seeds)]
+    groups = []
+    for s, context, completions, ps, ok, (a, b) in zip(samples, contexts, sampled, parsed, valid, spans, strict=True):
+        accuracy = [0.0] * len(completions)
+        rewards, unparseable = judge_rewards(cfg, verdicts[a:b], positions[a:b])
+        for i, r in zip(ok, rewards, strict=True):
             accuracy[i] = r
-    fmt = [reprompt_format_reward(c.text) for c in completions]
-    return Group(
-        query_id=sample.id,
-        context=context,
-        completions=completions,
-        accuracy=accuracy,
-        format=fmt,
-        reward=[total_reward(a, f, cfg.format_weight) for a, f in zip(accuracy, fmt, strict=True)],
-        info=[{"reprompt": p.answer, "naive_prompt": sample.naive_prompt} for p in parsed],
-        extra_sums={
-            "valid_reprompts": float(len(valid)),
-            "win_rate_vs_naive": float(sum(accuracy[i] for i in valid)),
-            "reprompt_words_mean": float(sum(len(parsed[i].answer.split()) for i in valid)),
-            "judgements": float(len(valid) * (2 if cfg.judge_both_orders else 1)),
-            "judge_format_failure_rate": float(unparseable_verdicts),
-        },
-    )
+        fmt = [reprompt_format_reward(c.text) for c in completions]
+        groups.append(Group(
+            query_id=s.id,
+            context=context,
+            completions=completions,
+            accuracy=accuracy,
+            format=fmt,
+            reward=[total_reward(a_, f, cfg.format_weight) for a_, f in zip(accuracy, fmt, strict=True)],
+            info=[{"reprompt": p.answer, "naive_prompt": s.naive_prompt} for p in ps],
+            extra_sums={
+                "valid_reprompts": float(len(ok)),
+                "win_rate_vs_naive": float(sum(accuracy[i] for i in ok)),
+                "reprompt_words_mean": float(sum(len(ps[i].answer.split()) for i in ok)),
+                "judgements": float(len(ok) * (2 if cfg.judge_both_orders else 1)),
+                "judge_format_failure_rate": float(unparseable),
+            },
+        ))
+    return groups
+
+
+def rollout(policy: Any, judge: Any, cfg: RLMTConfig, sample: Sample, seed: int, timings: dict[str, float]) -> Group:
+    """:func:`rollouts` for one (a, p0)."""
+    return rollouts(policy, judge, cfg, [sample], [seed], timings)[0]
 
 
 def open_policy_and_judge(cfg: RLMTConfig) -> tuple[Any, Any, dict[str, str]]:
@@ -149,5 +180,6 @@ def train(cfg: RLMTConfig) -> Path:
         summary["judge_check"] = check_contexts(judge, [("evaluator context", Context(text, (x0, x0)))],
                                                 cfg.judge_max_new_tokens)
     phases = [Phase("reprompting", samples, cfg.lr, cfg.epochs)]
-    return run_stage(cfg, policy, dist, phases, lambda s, seed, t: rollout(policy, judge, cfg, s, seed, t), summary,
+    return run_stage(cfg, policy, dist, phases, lambda ss, seeds, t: rollouts(policy, judge, cfg, ss, seeds, t),
+                     summary,
                      extra_metrics=EXTRA_METRICS)

@@ -62,26 +62,36 @@ def evaluator_context(cfg: RLVRConfig, q: Quadruplet, pair: tuple[np.ndarray, np
     return Context(cfg.templates.evaluator_text(q.instruction, q.prompt), pair)
 
 
+def rollouts(backend: Any, cfg: RLVRConfig, images: dict[str, Any], qs: list[Quadruplet], seeds: list[int],
+             timings: dict[str, float]) -> list[Group]:
+    """Sample G verdicts for each quadruplet (one batched call, a seed per query) and score them against the
+    labels."""
+    presented = [present_pair(q, images, seed) for q, seed in zip(qs, seeds, strict=True)]
+    contexts = [evaluator_context(cfg, q, pair) for q, (pair, _) in zip(qs, presented, strict=True)]
+    with timed(timings, "rollout"):
+        sampled = backend.generate_text(contexts, cfg.group_size, sampling_params(cfg), seed=list(seeds))
+    groups = []
+    for q, (_, label), context, completions in zip(qs, presented, contexts, sampled, strict=True):
+        accuracy = [verdict_reward(c.text, label) for c in completions]
+        fmt = [verdict_format_reward(c.text) for c in completions]
+        verdicts = [parse_verdict(c.text).answer for c in completions]
+        groups.append(Group(
+            query_id=q.id,
+            context=context,
+            completions=completions,
+            accuracy=accuracy,
+            format=fmt,
+            reward=[total_reward(a, f, cfg.format_weight) for a, f in zip(accuracy, fmt, strict=True)],
+            info=[{"phase": q.phase, "label": label, "verdict": v} for v in verdicts],
+            extra_sums={"label_is_A": float(label == "A"), "verdict_A": float(sum(v == "A" for v in verdicts))},
+        ))
+    return groups
+
+
 def rollout(backend: Any, cfg: RLVRConfig, images: dict[str, Any], q: Quadruplet, seed: int,
             timings: dict[str, float]) -> Group:
-    """Sample G verdicts for one quadruplet and score them against its label."""
-    pair, label = present_pair(q, images, seed)
-    context = evaluator_context(cfg, q, pair)
-    with timed(timings, "rollout"):
-        completions = backend.generate_text([context], cfg.group_size, sampling_params(cfg), seed=seed)[0]
-    accuracy = [verdict_reward(c.text, label) for c in completions]
-    fmt = [verdict_format_reward(c.text) for c in completions]
-    verdicts = [parse_verdict(c.text).answer for c in completions]
-    return Group(
-        query_id=q.id,
-        context=context,
-        completions=completions,
-        accuracy=accuracy,
-        format=fmt,
-        reward=[total_reward(a, f, cfg.format_weight) for a, f in zip(accuracy, fmt, strict=True)],
-        info=[{"phase": q.phase, "label": label, "verdict": v} for v in verdicts],
-        extra_sums={"label_is_A": float(label == "A"), "verdict_A": float(sum(v == "A" for v in verdicts))},
-    )
+    """:func:`rollouts` for one quadruplet."""
+    return rollouts(backend, cfg, images, [q], [seed], timings)[0]
 
 
 def split_phases(cfg: RLVRConfig, quads: list[Quadruplet]) -> tuple[list[Quadruplet], list[Quadruplet]]:
@@ -122,5 +132,6 @@ def train(cfg: RLVRConfig) -> Path:
               on_end=lambda run: run.save_model(backend, "phase1_model")),
         Phase(PHASE_NAMES[1], phase2, cfg.lr_phase2, cfg.epochs_phase2),
     ]
-    return run_stage(cfg, backend, dist, phases, lambda q, s, t: rollout(backend, cfg, images, q, s, t), summary,
+    return run_stage(cfg, backend, dist, phases, lambda qs, seeds, t: rollouts(backend, cfg, images, qs, seeds, t),
+                     summary,
                      extra_metrics={"label_is_A": "queries", "verdict_A": "completions"})
