@@ -161,3 +161,22 @@ def test_reprompt_prior_paths_use_the_rlmt_format():
         assert parse_reprompt(text).ok, text
         paths.add(path)
     assert paths == {"faithful", "type1", "type2", "type3"}
+
+
+def test_every_corpus_kind_of_both_mixes_makes_an_example():
+    from seer.backends.base import Context
+    from seer.world import corpus as C
+
+    assert set(C.MIX) | set(C.WARM_MIX) <= set(C.KINDS)
+    assert abs(sum(C.MIX.values()) - 1) < 1e-9 and abs(sum(C.WARM_MIX.values()) - 1) < 1e-9
+    rng = np.random.default_rng(2)
+    for kind in C.KINDS:
+        what, payload = C.make_example(kind, rng)
+        assert what == ("image" if kind == "generate" else "text")
+        if what == "text":
+            ctx, completion = payload
+            assert isinstance(ctx, Context) and completion.strip()
+    for _ in range(20):  # the warm-up questions ask for the subject or its colour, answered from the render
+        _, (ctx, answer) = C.make_example("read", rng)
+        assert ctx.text in ("<image> what is it ?", "<image> what colour is it ?")
+        assert answer in (ATTRIBUTES["colour"] if "colour" in ctx.text else SUBJECTS)

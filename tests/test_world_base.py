@@ -114,7 +114,7 @@ def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
     from seer.world.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(out=str(tmp_path / "wb"), steps=4, minutes=5, batch=4, hidden=32, layers=1, heads=2,
-                         oracle_steps=2, codebook_images=50, checkpoint_every=2, warmup=1)
+                         oracle_steps=2, codebook_images=50, checkpoint_every=2, warmup=1, warm_steps=2)
     meta = pretrain(cfg)
     assert meta["steps_done"] == 4
     assert (tmp_path / "wb" / "ckpt.pt").is_file()
