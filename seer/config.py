@@ -121,9 +121,14 @@ class RLVRConfig(StageConfig):
     lr_phase2: float = arg(5e-5, "AdamW learning rate of phase 2, visual instruction supervision (value lost)")
     epochs_phase1: int = arg(10, "epochs over the phase-1 quadruplets (paper: 10 epochs per stage)", "paper")
     epochs_phase2: int = arg(10, "epochs over the phase-2 quadruplets (paper: 10 epochs per stage)", "paper")
+    both_orders: bool = arg(False, "each group sees its pair in both orders, G/2 completions each, so a verdict that "
+                            "ignores the images earns no advantage (seer's; the paper shows one seeded order)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.both_orders and self.group_size % 2:
+            raise ConfigError(f"both_orders needs an even group_size (G/2 completions per order), got "
+                              f"{self.group_size}")
         if not self.model:
             raise ConfigError("model is required: the base model's checkpoint directory (--model DIR)")
         if not self.quadruplets:

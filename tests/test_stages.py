@@ -73,6 +73,29 @@ def test_rlvr_labels_are_balanced(data):
     assert chosen.mean() == 200  # the label names where the chosen (bright) image landed
 
 
+def test_rlvr_both_orders_puts_each_pair_in_both_positions_within_a_group(data):
+    from seer.data import load_quadruplets
+
+    quads = load_quadruplets(data["quadruplets"])[:3]
+    images = rlvr.load_pair_images(data["quadruplets"], quads, (8, 8))
+    cfg = rlvr_cfg(data, "--both_orders", group_size=6)
+    timings = __import__("collections").defaultdict(float)
+    groups = rlvr.rollouts(StubBackend(), cfg, images, quads, [11, 12, 13], timings)
+    for g in groups:
+        labels = [i["label"] for i in g.info]
+        assert labels.count("A") == labels.count("B") == 3 and g.extra_sums["label_is_A"] == 0.5
+        ctxs = g.completion_contexts()
+        assert len(ctxs) == 6 and ctxs[0].images[0] is ctxs[3].images[1] and ctxs[0].images[1] is ctxs[3].images[0]
+        for ctx, label in zip(ctxs, labels, strict=True):  # the label names where the chosen (bright) image is
+            assert ctx.images[0 if label == "A" else 1].mean() == 200
+        for i, acc in zip(g.info, g.accuracy, strict=True):
+            assert acc == float(i["verdict"] == i["label"])
+    run_dir = rlvr.train(rlvr_cfg(data, "--both_orders", group_size=4, name="both"))
+    assert (run_dir / "model" / "stub.pt").is_file()
+    with pytest.raises(ConfigError, match="even group_size"):
+        rlvr_cfg(data, "--both_orders", group_size=5)
+
+
 def test_positive_advantage_raises_logprob():
     torch.manual_seed(0)
     backend = StubBackend()

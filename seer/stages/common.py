@@ -53,6 +53,10 @@ class Group:
     reward: list[float]
     info: list[dict[str, Any]] = field(default_factory=list)
     extra_sums: dict[str, float] = field(default_factory=dict)  # stage-specific metric sums (reduced like the rest)
+    contexts: list[Context] | None = None  # per-completion contexts when they differ (RLVR both_orders)
+
+    def completion_contexts(self) -> list[Context]:
+        return self.contexts if self.contexts is not None else [self.context] * len(self.completions)
 
 
 @dataclass
@@ -205,7 +209,7 @@ def grpo_update(
     for start in range(0, len(groups), per_forward):
         chunk = groups[start : start + per_forward]
         ids = [c.token_ids for g in chunk for c in g.completions]
-        contexts = [g.context for g in chunk for _ in g.completions]
+        contexts = [c for g in chunk for c in g.completion_contexts()]
         logp, mask = backend.token_logprobs(contexts, ids)  # (ΣG, T), grad through θ
         with torch.no_grad():
             ref_logp, _ = backend.token_logprobs(contexts, ids, reference=True)

@@ -65,25 +65,42 @@ def evaluator_context(cfg: RLVRConfig, q: Quadruplet, pair: tuple[np.ndarray, np
 def rollouts(backend: Any, cfg: RLVRConfig, images: dict[str, Any], qs: list[Quadruplet], seeds: list[int],
              timings: dict[str, float]) -> list[Group]:
     """Sample G verdicts for each quadruplet (one batched call, a seed per query) and score them against the
-    labels."""
+    labels. With ``both_orders``, G/2 verdicts see the pair as shuffled and G/2 see it swapped."""
     presented = [present_pair(q, images, seed) for q, seed in zip(qs, seeds, strict=True)]
-    contexts = [evaluator_context(cfg, q, pair) for q, (pair, _) in zip(qs, presented, strict=True)]
+    views = []  # per query: [(context, label), ...] — one view, or the shuffled and the swapped one
+    for q, ((a, b), label) in zip(qs, presented, strict=True):
+        view = [(evaluator_context(cfg, q, (a, b)), label)]
+        if cfg.both_orders:
+            view.append((evaluator_context(cfg, q, (b, a)), "B" if label == "A" else "A"))
+        views.append(view)
+    n = cfg.group_size // len(views[0]) if views else cfg.group_size
+    flat = [ctx for view in views for ctx, _ in view]
+    flat_seeds = [derive_seed(seed, k) if k else seed for seed, view in zip(seeds, views, strict=True)
+                  for k in range(len(view))]
     with timed(timings, "rollout"):
-        sampled = backend.generate_text(contexts, cfg.group_size, sampling_params(cfg), seed=list(seeds))
-    groups = []
-    for q, (_, label), context, completions in zip(qs, presented, contexts, sampled, strict=True):
-        accuracy = [verdict_reward(c.text, label) for c in completions]
+        sampled = backend.generate_text(flat, n, sampling_params(cfg), seed=flat_seeds)
+    groups, at = [], 0
+    for q, view in zip(qs, views, strict=True):
+        completions, labels, contexts = [], [], []
+        for ctx, label in view:
+            completions += sampled[at]
+            labels += [label] * n
+            contexts += [ctx] * n
+            at += 1
+        accuracy = [verdict_reward(c.text, y) for c, y in zip(completions, labels, strict=True)]
         fmt = [verdict_format_reward(c.text) for c in completions]
         verdicts = [parse_verdict(c.text).answer for c in completions]
         groups.append(Group(
             query_id=q.id,
-            context=context,
+            context=view[0][0],
             completions=completions,
             accuracy=accuracy,
             format=fmt,
             reward=[total_reward(a, f, cfg.format_weight) for a, f in zip(accuracy, fmt, strict=True)],
-            info=[{"phase": q.phase, "label": label, "verdict": v} for v in verdicts],
-            extra_sums={"label_is_A": float(label == "A"), "verdict_A": float(sum(v == "A" for v in verdicts))},
+            info=[{"phase": q.phase, "label": y, "verdict": v} for y, v in zip(labels, verdicts, strict=True)],
+            extra_sums={"label_is_A": sum(y == "A" for y in labels) / len(labels),
+                        "verdict_A": float(sum(v == "A" for v in verdicts))},
+            contexts=contexts if cfg.both_orders else None,
         ))
     return groups
 
