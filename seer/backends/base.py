@@ -84,6 +84,17 @@ class Completion:
     truncated: bool  # True when max_new_tokens was reached before EOS
 
 
+def per_context_seeds(seed: int | Sequence[int] | None, n_contexts: int) -> list[int] | None:
+    """``generate_text``'s ``seed`` as one seed per context, or ``None`` when it is one int (or absent)."""
+    if seed is None or isinstance(seed, int):
+        return None
+    seeds = [int(x) for x in seed]
+    if len(seeds) != n_contexts:
+        raise BackendError(f"generate_text: {len(seeds)} seeds for {n_contexts} contexts (give one int, or one seed "
+                           f"per context)")
+    return seeds
+
+
 @runtime_checkable
 class UnifiedBackend(Protocol):
     """What seer needs from a unified multimodal model."""

@@ -47,6 +47,7 @@ from seer.backends.base import (
     Completion,
     Context,
     SamplingParams,
+    per_context_seeds,
     write_backend_meta,
 )
 
@@ -630,11 +631,8 @@ class JanusBackend:
         self._check_contexts(contexts)
         if n < 1:
             raise BackendError(f"generate_text: n must be >= 1, got {n}")
-        if seed is not None and not isinstance(seed, int):  # one seed per context: one batch per context
-            seeds = [int(x) for x in seed]
-            if len(seeds) != len(contexts):
-                raise BackendError(f"generate_text: {len(seeds)} seeds for {len(contexts)} contexts (give one int, "
-                                   f"or one seed per context)")
+        seeds = per_context_seeds(seed, len(contexts))
+        if seeds is not None:  # one seed per context: one batch per context
             return [self.generate_text([c], n, sampling, seed=s)[0] for c, s in zip(contexts, seeds, strict=True)]
         prompts = [self._prompt_ids(c.text) for c in contexts]
         for i, p in enumerate(prompts):

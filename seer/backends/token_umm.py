@@ -44,6 +44,7 @@ from seer.backends.base import (
     Context,
     SamplingParams,
     check_image,
+    per_context_seeds,
     read_backend_meta,
     write_backend_meta,
 )
@@ -465,13 +466,10 @@ class TokenUMMBackend:
                                f"{sampling.top_k}, top_p={sampling.top_p}")
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
-        if isinstance(seed, int):
+        seeds = per_context_seeds(seed, len(contexts))
+        if seeds is None:
             row_seed = functools.partial(_row_seed, seed)  # row (i, j)
         else:
-            seeds = [int(x) for x in seed]
-            if len(seeds) != len(contexts):
-                raise BackendError(f"generate_text: {len(seeds)} seeds for {len(contexts)} contexts (give one int, or "
-                                   f"one seed per context)")
 
             def row_seed(i: int, j: int) -> int:  # as if context i were sampled alone with its own seed
                 return _row_seed(seeds[i], 0, j)

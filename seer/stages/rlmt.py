@@ -104,9 +104,10 @@ def rollouts(policy: Any, judge: Any, cfg: RLMTConfig, samples: list[Sample], se
         with timed(timings, "judge"):
             verdicts = [g[0].text for g in judge.generate_text(judged, 1, greedy, seed=judge_seeds)]
     groups = []
-    for s, context, completions, ps, ok, (a, b) in zip(samples, contexts, sampled, parsed, valid, spans, strict=True):
+    for s, context, completions, ps, ok, (lo, hi) in zip(samples, contexts, sampled, parsed, valid, spans,
+                                                          strict=True):
         accuracy = [0.0] * len(completions)
-        rewards, unparseable = judge_rewards(cfg, verdicts[a:b], positions[a:b])
+        rewards, unparseable = judge_rewards(cfg, verdicts[lo:hi], positions[lo:hi])
         for i, r in zip(ok, rewards, strict=True):
             accuracy[i] = r
         fmt = [reprompt_format_reward(c.text) for c in completions]
@@ -116,7 +117,7 @@ def rollouts(policy: Any, judge: Any, cfg: RLMTConfig, samples: list[Sample], se
             completions=completions,
             accuracy=accuracy,
             format=fmt,
-            reward=[total_reward(a_, f, cfg.format_weight) for a_, f in zip(accuracy, fmt, strict=True)],
+            reward=[total_reward(a, f, cfg.format_weight) for a, f in zip(accuracy, fmt, strict=True)],
             info=[{"reprompt": p.answer, "naive_prompt": s.naive_prompt} for p in ps],
             extra_sums={
                 "valid_reprompts": float(len(ok)),

@@ -73,7 +73,7 @@ def rollouts(backend: Any, cfg: RLVRConfig, images: dict[str, Any], qs: list[Qua
         if cfg.both_orders:
             view.append((evaluator_context(cfg, q, (b, a)), "B" if label == "A" else "A"))
         views.append(view)
-    n = cfg.group_size // len(views[0]) if views else cfg.group_size
+    n = cfg.group_size // 2 if cfg.both_orders else cfg.group_size  # completions per view
     flat = [ctx for view in views for ctx, _ in view]
     flat_seeds = [derive_seed(seed, k) if k else seed for seed, view in zip(seeds, views, strict=True)
                   for k in range(len(view))]

@@ -118,7 +118,8 @@ def build_data(cfg: BuildConfig) -> dict:
                      key=lambda i: _score(pos_ass[i]), reverse=True)
         kept += [i for i in idx if pos_ass[i].satisfied and pos_ass[i].subject_kept][:per_cat]
     # categories with fewer than keep/6 feasible candidates leave room: fill it with the best remaining feasible ones
-    rest = sorted((i for i in feasible if i not in set(kept)), key=lambda i: _score(pos_ass[i]), reverse=True)
+    taken = set(kept)
+    rest = sorted((i for i in feasible if i not in taken), key=lambda i: _score(pos_ass[i]), reverse=True)
     kept += rest[: max(0, cfg.keep - len(kept))]
     kept.sort()
 

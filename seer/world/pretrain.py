@@ -152,7 +152,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {ckpt} at step {step} ({elapsed_before / 60:.1f} min done)")
 
-    kinds = sorted(set(C.MIX) | set(C.WARM_MIX), key=C.KINDS.index)
+    kinds = list(C.KINDS)
     probs = np.array([C.MIX.get(k, 0.0) for k in kinds])
     probs = probs / probs.sum()
     warm = np.array([C.WARM_MIX.get(k, 0.0) for k in kinds])
