@@ -167,12 +167,12 @@ def test_every_corpus_kind_of_both_mixes_makes_an_example():
     from seer.backends.base import Context
     from seer.world import corpus as C
 
-    assert set(C.MIX) | set(C.WARM_MIX) <= set(C.KINDS)
-    assert abs(sum(C.MIX.values()) - 1) < 1e-9 and abs(sum(C.WARM_MIX.values()) - 1) < 1e-9
+    assert set(C.MIX) | set(C.WARM_KINDS) <= set(C.KINDS)
+    assert abs(sum(C.MIX.values()) - 1) < 1e-9
     rng = np.random.default_rng(2)
     for kind in C.KINDS:
         what, payload = C.make_example(kind, rng)
-        assert what == ("image" if kind == "generate" else "text")
+        assert what == ("image" if kind in ("generate", "paint") else "text")
         if what == "text":
             ctx, completion = payload
             assert isinstance(ctx, Context) and completion.strip()
@@ -180,3 +180,46 @@ def test_every_corpus_kind_of_both_mixes_makes_an_example():
         _, (ctx, answer) = C.make_example("read", rng)
         assert ctx.text in ("<image> what is it ?", "<image> what colour is it ?")
         assert answer in (ATTRIBUTES["colour"] if "colour" in ctx.text else SUBJECTS)
+
+
+def test_judged_evaluator_prior_judges_each_image_and_its_verdict_follows_the_judgement_only_sometimes():
+    import re
+
+    from seer.prompts import NO_INSTRUCTION, parse_verdict
+    from seer.world import corpus as C
+
+    rng = np.random.default_rng(4)
+    follows, both_orders = [], set()
+    for _ in range(400):
+        _, (ctx, completion) = C.make_example("evaluate_judged", rng)
+        judged = re.findall(r"image ([AB]) shows [^.]*\. (prompt|instruction) (yes|no) \.", completion)
+        assert [x for x, _, _ in judged] == ["A", "B"], completion
+        phase1 = f"instruction : {NO_INSTRUCTION} prompt" in ctx.text
+        assert {d for _, d, _ in judged} == ({"prompt"} if phase1 else {"instruction"}), (ctx.text, completion)
+        passing = [x for x, _, ok in judged if ok == "yes"]
+        verdict = parse_verdict(completion).answer
+        assert verdict in ("A", "B")
+        if len(passing) == 1:
+            follows.append(verdict == passing[0])
+            both_orders.add(passing[0])
+    assert len(follows) > 300 and both_orders == {"A", "B"}  # the passing image sits in either position
+    assert abs(np.mean(follows) - C.VERDICT_FOLLOWS) < 0.08  # a weak link, not a rule and not a coin flip
+    for _ in range(20):  # the shipped base's prior: captions only
+        _, (ctx, completion) = C.make_example("evaluate", rng)
+        assert re.fullmatch(r"<think> image A shows [^.]* \. image B shows [^.]* \. </think> <answer> [AB] </answer>",
+                            completion), completion
+
+
+def test_warm_kinds_read_details_and_paint_stated_colours():
+    from seer.world import corpus as C
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        _, (ctx, answer) = C.make_example("read_detail", rng)
+        k = {v: k for k, v in C.QUESTIONS.items()}[ctx.text.removeprefix("<image> ")]
+        assert k in C.DETAIL_WEIGHTS and answer in ATTRIBUTES[k]
+        text, spec = C.paint_caption(rng)
+        stated = S.parse_caption(text)
+        assert stated["colour"] == spec.colour and stated["subject"] == spec.subject
+        assert stated.get("material", "plain") == spec.material
+        assert set(stated) <= {"subject", "colour", "material"}

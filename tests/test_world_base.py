@@ -114,12 +114,16 @@ def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
     from seer.world.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(out=str(tmp_path / "wb"), steps=4, minutes=5, batch=4, hidden=32, layers=1, heads=2,
-                         oracle_steps=2, codebook_images=50, checkpoint_every=2, warmup=1, warm_steps=2)
+                         oracle_steps=2, codebook_images=50, checkpoint_every=2, warmup=1, warm_steps=1,
+                         detail_steps=1, paint_steps=1, evaluator_prior="judged")
     meta = pretrain(cfg)
     assert meta["steps_done"] == 4
+    assert {"read", "read_detail", "paint"} <= set(meta["final_loss_by_kind"])  # one step of each warm phase
     assert (tmp_path / "wb" / "ckpt.pt").is_file()
     backend, oracle, _ = load_base(tmp_path / "wb")
     assert len(backend.generate_images(["a cat"], [0])) == 1
+    with pytest.raises(ValueError, match="evaluator_prior"):
+        PretrainConfig(evaluator_prior="coin")
     cfg.steps, cfg.resume = 6, True
     meta2 = pretrain(cfg)
     assert meta2["steps_done"] == 6

@@ -11,8 +11,9 @@ The shipped base's measurements (``seer world report --data seer/world/assets/da
 phase): it reads the subject (87% in captions, 96% asked) and colour (100%) off an image, background, style and size
 too, but material (36–39%) and accessory (42–50%) poorly; its *generation* follows subject (82%), style (99%) and
 size (88%) words but hardly colour (16%) or material (19%) words, so even a correct concrete rewrite satisfies only 32%
-of the test instructions (Hard 19%). The warm phase that taught reading (see ``corpus.WARM_MIX``) is the lever for
-material, accessory and for colour/material in generation.
+of the test instructions (Hard 19%). Warm phases of one corpus kind each (``corpus.WARM_KINDS``) are the lever: the
+"read" phase taught reading; "read_detail" and "paint" (off in the shipped recipe) taught material reading and
+colour/material generation in a trial base, which then lost the subject in generation (see ``pretrain``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@
    images → ``<think> image A shows … image B shows … </think> <answer> X </answer>``): the reasoning describes both
    images correctly (latent understanding), the verdict is a coin flip (uninformative), so zero-shot pairwise
    accuracy is near chance, as the paper reports for Harmon. Phase-1 contexts (instruction "none", p0 image vs an image
-   with the subject swapped) and phase-2 contexts (a satisfying image vs the p0 image) both appear.
+   with the subject swapped) and phase-2 contexts (a satisfying image vs the p0 image) both appear. The kind
+   "evaluate_judged" (``PretrainConfig.evaluator_prior = "judged"``, not the shipped base's) also judges each image
+   ("… . prompt yes ." / "… . instruction no .") and names the passing image ``VERDICT_FOLLOWS`` of the time.
 
 Each example is ``(kind, payload)``; :func:`encode` turns it into ``(input_ids, loss_mask)`` with the backend's own
 ``encode_text_example`` / ``encode_image_example``, so pretraining uses exactly the formats RL and evaluation use.
@@ -46,15 +48,30 @@ CAPTION_PREFIXES = tuple(p for p in ("", "", "", "a picture of", "an image of", 
                                       "generate", "depict", "an illustration of", "a scene featuring")
                          if not set(p.split()) & INSTRUCTION_WORDS - {"a"})
 
-KINDS = ("generate", "describe", "ask", "read", "concept_ask", "define", "reprompt", "evaluate")
+KINDS = ("generate", "describe", "ask", "read", "concept_ask", "define", "reprompt", "evaluate", "read_detail", "paint",
+         "evaluate_judged")
 MIX = {"generate": 0.40, "describe": 0.10, "ask": 0.14, "concept_ask": 0.12, "define": 0.03, "reprompt": 0.14,
        "evaluate": 0.07}
 
-# The first ``PretrainConfig.warm_steps`` steps draw only "read" examples: "what is it ?" / "what colour is it ?".
-# Reading the subject needs attention that finds the few subject cells among the background cells; in a mixed corpus
-# it had not formed after 800 steps (lr 7e-4) or 2500 steps (lr 2e-3), while 400 steps of these two questions alone
-# formed it (subject and colour read ~100%); the main mix then builds on it.
-WARM_MIX = {"read": 1.0}
+# Warm phases, in this order, before MIX: each batch is one kind, the kind of the phase. Each forms one attention
+# pattern that a mixed corpus did not form on its own (measured on this machine, lr 7e-4 / 5e-4, batch 64):
+# * "read" (``PretrainConfig.warm_steps``): "what is it ?" / "what colour is it ?". Reading the subject needs attention
+#   that finds the few subject cells among the background cells; in a mixed corpus it had not formed after 800 steps
+#   (lr 7e-4) or 2500 steps (lr 2e-3), while 400 steps of these two questions alone formed it (~100%).
+# * "read_detail" (``detail_steps``): mostly "what is it made of ?" / "what does it have ?", with the first two
+#   questions kept in (``DETAIL_WEIGHTS``; a warm phase of all four from step 0 never formed the subject attention).
+#   After the main mix alone the base read material and accessory at 36-42%; 100 steps of material/accessory
+#   questions alone from that base read them at 85% / 98%.
+# * "paint" (``paint_steps``): short captions that always state the colour (and half the time a material) → image.
+#   After the main mix alone the generator drew a random colour whatever the caption said (colour 16%, material 19%,
+#   chance 12-17%); 300 steps of these from that base drew the stated colour 49% and material 64% of the time.
+WARM_KINDS = ("read", "read_detail", "paint")
+DETAIL_WEIGHTS = {"material": 0.35, "accessory": 0.35, "subject": 0.15, "colour": 0.15}
+# "evaluate_judged": the verdict names the image its own trace judged to pass this often (when exactly one passes), a
+# weak link for RLVR to strengthen. With the coin-flip prior RLVR stayed at chance (accuracy 0.49-0.51 over 100
+# steps). A base trained with this prior (not shipped, see pretrain.py) did not learn the link either: its sampled
+# verdicts followed its own judgements ~50% of the time.
+VERDICT_FOLLOWS = 0.65
 # "ask" questions favour what lives in the subject's cells; background, style and size fill the image and are
 # learned from any example
 ASK_WEIGHTS = {"subject": 0.25, "colour": 0.25, "material": 0.2, "accessory": 0.15, "style": 0.05,
@@ -91,6 +108,18 @@ def random_caption(rng: np.random.Generator, subjects=SUBJECTS) -> tuple[str, Sp
             mention.append(k)
         else:
             vals[k] = S.DEFAULTS.get(k)
+    return S.caption(vals, tuple(mention)), Spec(**vals)
+
+
+def paint_caption(rng: np.random.Generator) -> tuple[str, Spec]:
+    """A short caption that states the subject's colour and, half the time, a material (everything else default or
+    unstated): the generator's warm phase for the words that live in the subject's cells."""
+    vals: dict[str, str | None] = {"subject": _rand(rng, SUBJECTS), "colour": _rand(rng, ATTRIBUTES["colour"])}
+    vals.update(S.DEFAULTS)
+    mention = ["colour"]
+    if rng.random() < 0.5:
+        vals["material"] = _rand(rng, [m for m in ATTRIBUTES["material"] if m != S.DEFAULTS["material"]])
+        mention.append("material")
     return S.caption(vals, tuple(mention)), Spec(**vals)
 
 
@@ -193,6 +222,13 @@ def make_example(kind: str, rng: np.random.Generator) -> tuple[str, tuple]:
         img, spec = render(None, seed)
         k = "subject" if rng.random() < 0.5 else "colour"
         return "text", (Context(f"{_OPEN} {QUESTIONS[k]}", (img,)), getattr(spec, k))
+    if kind == "read_detail":
+        img, spec = render(None, seed)
+        k = list(DETAIL_WEIGHTS)[int(rng.choice(len(DETAIL_WEIGHTS), p=list(DETAIL_WEIGHTS.values())))]
+        return "text", (Context(f"{_OPEN} {QUESTIONS[k]}", (img,)), getattr(spec, k))
+    if kind == "paint":
+        text, spec = paint_caption(rng)
+        return "image", (text, render(spec, seed)[0])
     if kind == "concept_ask":
         c = _rand(rng, list(S.CONCEPTS.values()))
         if rng.random() < 0.5:
@@ -209,27 +245,46 @@ def make_example(kind: str, rng: np.random.Generator) -> tuple[str, tuple]:
         prompt = minimal_prompt(rng, _rand(rng, SUBJECTS), set(instr.rule))
         completion, _ = reprompt_completion(instr, prompt, rng)
         return "text", (Context(DEFAULT_TEMPLATES.reprompt_text(instr.text, prompt)), completion)
-    if kind == "evaluate":
-        subject = _rand(rng, SUBJECTS)
-        if rng.random() < 0.4:  # phase 1: which image matches the prompt
-            instr_text = NO_INSTRUCTION
-            prompt = f"a {subject}"
-            a = render(Spec(subject=subject, **S.DEFAULTS), seed)
-            b = render(Spec(subject=swapped_subject(subject, rng), **S.DEFAULTS), seed + 1)
-        else:
-            instr = _rand(rng, list(S.INSTRUCTIONS.values()))
-            instr_text = instr.text
-            prompt = minimal_prompt(rng, subject, set(instr.rule))
-            base = S.prompt_attributes(prompt)
-            a = render(S.satisfying_spec(instr.rule, base, rng), seed)
-            b = render(Spec(**{**S.DEFAULTS, **base}), seed + 1)
-        if rng.random() < 0.5:
-            a, b = b, a
+    if kind in ("evaluate", "evaluate_judged"):
+        return evaluate_example(rng, seed, judged=kind == "evaluate_judged")
+    raise ValueError(f"unknown corpus kind {kind!r}; known: {KINDS}")
+
+
+def evaluate_example(rng: np.random.Generator, seed: int, judged: bool = False) -> tuple[str, tuple]:
+    """The pairwise-evaluation prior: each image captioned, then a coin-flip verdict. ``judged``: each caption is
+    followed by a right judgement against the prompt (phase-1 contexts) or the instruction (phase-2 contexts), and
+    the verdict names the image judged to pass ``VERDICT_FOLLOWS`` of the time (a coin flip when both or neither
+    pass)."""
+    subject = _rand(rng, SUBJECTS)
+    if rng.random() < 0.4:  # phase 1: which image matches the prompt
+        instr_text, rule, dim = NO_INSTRUCTION, None, "prompt"
+        prompt = f"a {subject}"
+        a = render(Spec(subject=subject, **S.DEFAULTS), seed)
+        b = render(Spec(subject=swapped_subject(subject, rng), **S.DEFAULTS), seed + 1)
+    else:
+        instr = _rand(rng, list(S.INSTRUCTIONS.values()))
+        instr_text, rule, dim = instr.text, instr.rule, "instruction"
+        prompt = minimal_prompt(rng, subject, set(instr.rule))
+        base = S.prompt_attributes(prompt)
+        a = render(S.satisfying_spec(instr.rule, base, rng), seed)
+        b = render(Spec(**{**S.DEFAULTS, **base}), seed + 1)
+    if rng.random() < 0.5:
+        a, b = b, a
+    ctx = Context(DEFAULT_TEMPLATES.evaluator_text(instr_text, prompt), (a[0], b[0]))
+    if not judged:
         think = f"image A shows {full_caption(a[1])} . image B shows {full_caption(b[1])} ."
         verdict = "A" if rng.random() < 0.5 else "B"  # uninformative on purpose
-        ctx = Context(DEFAULT_TEMPLATES.evaluator_text(instr_text, prompt), (a[0], b[0]))
         return "text", (ctx, f"<think> {think} </think> <answer> {verdict} </answer>")
-    raise ValueError(f"unknown corpus kind {kind!r}; known: {KINDS}")
+    passes = [spec.subject == subject and (rule is None or S.satisfies(spec.attributes(), rule))
+              for _, spec in (a, b)]
+    think = " ".join(f"image {x} shows {full_caption(spec)} . {dim} {'yes' if ok else 'no'} ."
+                     for x, (_, spec), ok in zip("AB", (a, b), passes, strict=True))
+    if passes[0] != passes[1]:
+        follows = rng.random() < VERDICT_FOLLOWS
+        verdict = "A" if passes[0] == follows else "B"
+    else:
+        verdict = "A" if rng.random() < 0.5 else "B"
+    return "text", (ctx, f"<think> {think} </think> <answer> {verdict} </answer>")
 
 
 def encode(backend, example: tuple[str, tuple]) -> tuple[list[int], list[int]]:

@@ -11,9 +11,11 @@ The corpus and why it builds the cognitive gap in are documented in :mod:`seer.w
   chance level, after 50 min) while it did learn background and style, which fill most of the image: a probe that
   trained only "what is it ?" / "what colour is it ?" stayed at chance for 400 steps at 2e-3, and read both at
   ~100% after 400 steps at 7e-4 with warm-up (the attention that finds the few subject cells never formed at 2e-3);
-* each batch holds one corpus kind, drawn by ``corpus.WARM_MIX`` (subject and colour questions only: see there) for
-  the first ``warm_steps`` and by ``corpus.MIX`` after, so sequences in a batch have similar lengths and little
-  padding; every batch is fresh (an endless stream of renders: no epoch, no overfitting to a fixed set);
+* each batch holds one corpus kind, so sequences in a batch have similar lengths and little padding: three warm
+  phases of one kind each (``corpus.WARM_KINDS``: subject/colour questions for ``warm_steps``, material/accessory
+  questions for ``detail_steps``, colour/material captions → images for ``paint_steps``; why, see there), then
+  kinds drawn by ``corpus.MIX``; every batch is fresh (an endless stream of renders: no epoch, no overfitting to a
+  fixed set);
 * the schedule's progress is ``max(step / steps, elapsed / budget)``, so a run cut by its wall-time budget still ends
   with a fully decayed learning rate;
 * the backend freezes the image-token rows (ϕ) with gradient hooks for RL; pretraining trains a hook-free copy of the
@@ -24,6 +26,14 @@ The corpus and why it builds the cognitive gap in are documented in :mod:`seer.w
 The shipped base (``seer/world/assets/base``) is seed 0 of this recipe, trained on this machine's 2 cores as 1200
 steps under the first schedule tried (``--steps 2400 --minutes 30``), then ``--resume --steps 3600 --minutes 45``
 (the defaults now): 3375 steps, 45.0 min of training loop (``world.json``, ``pretrain_log.jsonl``).
+
+A trial base that was not shipped (2026-11-21): ``--detail-steps 300 --paint-steps 450 --evaluator-prior judged``,
+45 min, then ``--resume --steps 4400 --minutes 60`` (4277 steps, 60 min). Against the shipped base (``seer world
+report``): generation of colour 16% → 47% and material 19% → 80%, material read 36% → 99%, concrete QA 0.75 → 0.86,
+but generation of the subject 82% → 40%, abstract QA 0.73 → 0.61, and the base policy's reprompts satisfied 2.5% of
+the test instructions (6.6%). Its evaluator read the subject of the generator's own images about as well as chance
+(the caption's subject agreed with the truth for 44 of 80 phase-1 images, greedy), so RLVR phase 1 stayed at chance
+(0.47-0.52 over 70 steps). Hence the options above default to the shipped recipe.
 
 Output directory: ``umm/`` (the backend, weights stored in bf16), ``oracle.safetensors`` + ``oracle.json``,
 ``world.json`` (config, versions, wall times, world fingerprint).
@@ -58,7 +68,10 @@ class PretrainConfig:
     batch: int = 64  # sequences per step
     lr: float = 7e-4  # peak learning rate (2e-3 never formed the attention that reads the subject: see below)
     warmup: int = 100  # linear warm-up steps
-    warm_steps: int = 450  # the first N steps draw from corpus.WARM_MIX (subject/colour questions), then MIX
+    warm_steps: int = 450  # warm phase 1: "read" batches (subject/colour questions; corpus.WARM_KINDS)
+    detail_steps: int = 0  # warm phase 2: "read_detail" batches (material/accessory questions); trial: 300
+    paint_steps: int = 0  # warm phase 3: "paint" batches (captions stating colour/material → image); trial: 450
+    evaluator_prior: str = "captions"  # "captions" (shipped) or "judged" (corpus kind evaluate_judged); see the module docstring
     hidden: int = 192  # transformer width
     layers: int = 4  # transformer layers
     heads: int = 4  # attention heads
@@ -68,6 +81,13 @@ class PretrainConfig:
     checkpoint_every: int = 200  # steps between atomic checkpoints
     resume: bool = False  # continue from <out>/ckpt.pt
     threads: int = 2  # torch threads (0 = torch default; use 1 when another heavy job shares the 2 cores)
+
+    def __post_init__(self) -> None:
+        if self.evaluator_prior not in ("captions", "judged"):
+            raise ValueError(f"evaluator_prior: expected 'captions' or 'judged', got {self.evaluator_prior!r}")
+        for name in ("warm_steps", "detail_steps", "paint_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected a number of steps >= 0, got {getattr(self, name)}")
 
 
 def world_fingerprint() -> str:
@@ -153,10 +173,13 @@ def pretrain(cfg: PretrainConfig) -> dict:
         print(f"resumed from {ckpt} at step {step} ({elapsed_before / 60:.1f} min done)")
 
     kinds = list(C.KINDS)
-    probs = np.array([C.MIX.get(k, 0.0) for k in kinds])
+    mix = dict(C.MIX)
+    if cfg.evaluator_prior == "judged":
+        mix["evaluate_judged"] = mix.pop("evaluate")
+    probs = np.array([mix.get(k, 0.0) for k in kinds])
     probs = probs / probs.sum()
-    warm = np.array([C.WARM_MIX.get(k, 0.0) for k in kinds])
-    warm = warm / warm.sum()
+    warm_ends = np.cumsum([cfg.warm_steps, cfg.detail_steps, cfg.paint_steps])
+    warm = [np.array([float(k == w) for k in kinds]) for w in C.WARM_KINDS]
     budget = cfg.minutes * 60
     t_loop = time.time()
     losses: dict[str, list[float]] = {k: [] for k in kinds}
@@ -172,7 +195,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
         progress = max(step / cfg.steps, elapsed / budget)
         for g in opt.param_groups:
             g["lr"] = lr_at(progress, step, cfg)
-        kind = kinds[int(rng.choice(len(kinds), p=warm if step < cfg.warm_steps else probs))]
+        phase = int(np.searchsorted(warm_ends, step, side="right"))  # 0, 1, 2: warm phases; 3: the main mix
+        kind = kinds[int(rng.choice(len(kinds), p=warm[phase] if phase < len(warm) else probs))]
         batch = backend0.collate([C.encode(backend0, C.make_example(kind, rng)) for _ in range(cfg.batch)])
         with autocast:
             loss = model(**batch).loss
