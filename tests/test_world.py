@@ -223,3 +223,43 @@ def test_warm_kinds_read_details_and_paint_stated_colours():
         assert stated["colour"] == spec.colour and stated["subject"] == spec.subject
         assert stated.get("material", "plain") == spec.material
         assert set(stated) <= {"subject", "colour", "material"}
+
+
+def test_evaluator_sight_and_comparison_tells_a_prompt_copier_from_a_reader(tmp_path):
+    from seer.backends.base import Completion
+    from seer.data import Quadruplet, save_image, write_jsonl
+    from seer.world.report import evaluator_sight_and_comparison
+
+    subjects = ("cat", "dog", "fish", "tree")
+    quads = []
+    for i, s in enumerate(subjects):  # the chosen image is all value 10*i, the rejected one all 200+i
+        save_image(tmp_path / f"c{i}.png", np.full((8, 8, 3), 10 * i, np.uint8))
+        save_image(tmp_path / f"r{i}.png", np.full((8, 8, 3), 200 + i, np.uint8))
+        quads.append(Quadruplet(f"q{i}", 1, "", f"a {s}", "material_synthesis", f"c{i}.png", f"r{i}.png"))
+    quads.append(Quadruplet("q9", 2, "make it icy", "a cat", "material_synthesis", "c0.png", "r0.png"))  # skipped
+    write_jsonl(tmp_path / "q.jsonl", quads)
+
+    class Stub:
+        def __init__(self, reads: bool):
+            self.reads = reads
+
+        def generate_text(self, contexts, n, params, seed=None):
+            rows = []
+            for ctx in contexts:
+                prompt_subject = ctx.text.split("prompt : a ")[1].split()[0]
+                said = []
+                for im in ctx.images:
+                    chosen = int(np.asarray(im)[0, 0, 0]) < 200
+                    said.append(prompt_subject if chosen or not self.reads else "ghost")
+                verdict = "A" if said[0] == prompt_subject and said[1] != prompt_subject else "B"
+                text = (f"<think> image A shows a {said[0]} . image B shows a {said[1]} . </think> "
+                        f"<answer> {verdict} </answer>")
+                rows.append([Completion([], text, [], False)] * n)
+            return rows
+
+    reader = evaluator_sight_and_comparison(Stub(reads=True), tmp_path / "q.jsonl", seed=0)
+    assert reader == {"n": 4, "chosen_caption_names_prompt_subject": 1.0, "rejected_caption_names_prompt_subject": 0.0,
+                      "one_caption_names_prompt_subject": 1.0, "verdict_picks_that_image": 1.0, "accuracy": 1.0}
+    copier = evaluator_sight_and_comparison(Stub(reads=False), tmp_path / "q.jsonl", seed=0)
+    assert copier["chosen_caption_names_prompt_subject"] == copier["rejected_caption_names_prompt_subject"] == 1.0
+    assert copier["one_caption_names_prompt_subject"] == 0.0 and copier["verdict_picks_that_image"] is None

@@ -71,7 +71,7 @@ class PretrainConfig:
     warm_steps: int = 450  # warm phase 1: "read" batches (subject/colour questions; corpus.WARM_KINDS)
     detail_steps: int = 0  # warm phase 2: "read_detail" batches (material/accessory questions); trial: 300
     paint_steps: int = 0  # warm phase 3: "paint" batches (captions stating colour/material → image); trial: 450
-    evaluator_prior: str = "captions"  # "captions" (shipped) or "judged" (corpus kind evaluate_judged); see the module docstring
+    evaluator_prior: str = "captions"  # "captions" (shipped) or "judged" (kind evaluate_judged; see the docstring)
     hidden: int = 192  # transformer width
     layers: int = 4  # transformer layers
     heads: int = 4  # attention heads

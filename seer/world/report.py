@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -175,6 +176,39 @@ def pairwise_zero_shot(backend, quads_path: Path, seed: int, n_samples: int = 4)
             "sampled_format_failure": sf, "greedy_says_A": _mean(parse_verdict(r[0]).answer == "A" for r in greedy)}
 
 
+def evaluator_sight_and_comparison(backend, quads_path: Path, seed: int, n: int = 80) -> dict:
+    """Where the zero-shot evaluator fails on phase-1 pairs (the generator's p0 image, verified by the oracle to show
+    the prompt's subject, vs its image of p0 with the subject swapped): sight — does the greedy trace's caption of
+    the chosen image name the prompt's subject, and of the rejected one not — and comparison — when exactly one
+    caption names the prompt's subject, does the verdict pick that image?"""
+    quads = [q for q in load_quadruplets(quads_path) if q.phase == 1][:n]
+    if not quads:
+        return {"n": 0, "note": "no phase-1 quadruplets"}
+    rng = np.random.default_rng([seed, 4])
+    ctxs, labels = [], []
+    for q in quads:
+        pos, neg = (load_image(quads_path.parent / f) for f in (q.image_chosen, q.image_rejected))
+        label = "A" if rng.random() < 0.5 else "B"
+        ctxs.append(Context(DEFAULT_TEMPLATES.evaluator_text(q.instruction, q.prompt),
+                            (pos, neg) if label == "A" else (neg, pos)))
+        labels.append(label)
+    chosen_right, rejected_as_prompt, compared, accuracy = [], [], [], []
+    for (text,), q, label in zip(_texts(backend, ctxs, max_new_tokens=64), quads, labels, strict=True):
+        captions = dict(re.findall(r"image ([AB]) shows ([^.<]*)", text))
+        want = S.prompt_attributes(q.prompt)["subject"]
+        named = {x: S.parse_caption(captions.get(x, "").strip()).get("subject") == want for x in "AB"}
+        chosen_right.append(named[label])
+        rejected_as_prompt.append(named["B" if label == "A" else "A"])
+        verdict = parse_verdict(text).answer
+        accuracy.append(verdict == label)
+        if named["A"] != named["B"]:
+            compared.append(verdict == ("A" if named["A"] else "B"))
+    return {"n": len(quads), "chosen_caption_names_prompt_subject": _mean(chosen_right),
+            "rejected_caption_names_prompt_subject": _mean(rejected_as_prompt),
+            "one_caption_names_prompt_subject": round(len(compared) / len(quads), 4),
+            "verdict_picks_that_image": _mean(compared), "accuracy": _mean(accuracy)}
+
+
 def policy_reprompts(backend, oracle, samples, seed: int, n: int = 4) -> dict:
     ctxs = [Context(DEFAULT_TEMPLATES.reprompt_text(s.instruction, s.prompt)) for s in samples]
     rows = _texts(backend, ctxs, n=n, greedy=False, max_new_tokens=64, seed=seed)
@@ -222,6 +256,10 @@ def report(base: str | None = None, data: str | None = None, seed: int = 0, quic
     qt = data_p / "quadruplets_test.jsonl"
     res["pairwise_zero_shot_test"] = (pairwise_zero_shot(backend, qt, seed) if qt.read_text().strip()
                                       else {"n": 0, "note": "no test quadruplets (no verified positive)"})
+    qtrain = data_p / "quadruplets_train.jsonl"
+    if qtrain.is_file():
+        res["evaluator_phase1_train"] = evaluator_sight_and_comparison(backend, qtrain, seed,
+                                                                       n=40 if quick else 120)
     res["policy_reprompts_test"] = policy_reprompts(backend, oracle, test, seed, n=2 if quick else 4)
     if (data_p / "samples.jsonl").read_text().strip():
         train = load_samples(data_p / "samples.jsonl")
