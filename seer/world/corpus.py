@@ -94,6 +94,10 @@ def _rand(rng: np.random.Generator, seq):
     return seq[int(rng.integers(len(seq)))]
 
 
+def _weighted(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    return list(weights)[int(rng.choice(len(weights), p=list(weights.values())))]
+
+
 def random_caption(rng: np.random.Generator, subjects=SUBJECTS) -> tuple[str, Spec]:
     """A concrete caption with a random subset of attributes mentioned, and the spec it asks for (unmentioned
     colour/background/size left ``None``: the render seed draws them)."""
@@ -214,7 +218,7 @@ def make_example(kind: str, rng: np.random.Generator) -> tuple[str, tuple]:
         return "text", (Context(f"{_OPEN} describe the image .", (img,)), full_caption(spec))
     if kind == "ask":
         img, spec = render(None, seed)
-        k = list(ASK_WEIGHTS)[int(rng.choice(len(ASK_WEIGHTS), p=list(ASK_WEIGHTS.values())))]
+        k = _weighted(rng, ASK_WEIGHTS)
         if rng.random() < 0.5:
             return "text", (Context(f"{_OPEN} {QUESTIONS[k]}", (img,)), getattr(spec, k))
         v = getattr(spec, k) if rng.random() < 0.5 else _rand(rng, ATTRIBUTES[k])
@@ -225,7 +229,7 @@ def make_example(kind: str, rng: np.random.Generator) -> tuple[str, tuple]:
         return "text", (Context(f"{_OPEN} {QUESTIONS[k]}", (img,)), getattr(spec, k))
     if kind == "read_detail":
         img, spec = render(None, seed)
-        k = list(DETAIL_WEIGHTS)[int(rng.choice(len(DETAIL_WEIGHTS), p=list(DETAIL_WEIGHTS.values())))]
+        k = _weighted(rng, DETAIL_WEIGHTS)
         return "text", (Context(f"{_OPEN} {QUESTIONS[k]}", (img,)), getattr(spec, k))
     if kind == "paint":
         text, spec = paint_caption(rng)

@@ -31,9 +31,9 @@ A trial base that was not shipped (2026-11-21): ``--detail-steps 300 --paint-ste
 45 min, then ``--resume --steps 4400 --minutes 60`` (4277 steps, 60 min). Against the shipped base (``seer world
 report``): generation of colour 16% → 47% and material 19% → 80%, material read 36% → 99%, concrete QA 0.75 → 0.86,
 but generation of the subject 82% → 40%, abstract QA 0.73 → 0.61, and the base policy's reprompts satisfied 2.5% of
-the test instructions (6.6%). Its evaluator read the subject of the generator's own images about as well as chance
-(the caption's subject agreed with the truth for 44 of 80 phase-1 images, greedy), so RLVR phase 1 stayed at chance
-(0.47-0.52 over 70 steps). Hence the options above default to the shipped recipe.
+the test instructions (6.6%). Its evaluator's traces named the prompt's subject for 8% of the chosen phase-1
+images and 5% of the subject-swapped ones (``evaluator_phase1_train``), so RLVR phase 1 stayed at chance (0.47-0.52
+over 70 steps). Hence the options above default to the shipped recipe.
 
 Output directory: ``umm/`` (the backend, weights stored in bf16), ``oracle.safetensors`` + ``oracle.json``,
 ``world.json`` (config, versions, wall times, world fingerprint).
@@ -196,6 +196,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         for g in opt.param_groups:
             g["lr"] = lr_at(progress, step, cfg)
         phase = int(np.searchsorted(warm_ends, step, side="right"))  # 0, 1, 2: warm phases; 3: the main mix
+        # a warm phase draws its one kind through rng.choice too, so the stream matches the shipped base's run
         kind = kinds[int(rng.choice(len(kinds), p=warm[phase] if phase < len(warm) else probs))]
         batch = backend0.collate([C.encode(backend0, C.make_example(kind, rng)) for _ in range(cfg.batch)])
         with autocast:

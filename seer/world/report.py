@@ -145,19 +145,21 @@ def gap(backend, oracle, samples, seed: int) -> dict:
     return res
 
 
-def pairwise_zero_shot(backend, quads_path: Path, seed: int, n_samples: int = 4) -> dict:
-    quads = load_quadruplets(quads_path)
-    rng = np.random.default_rng([seed, 3])
+def _shuffled_pairs(quads, quads_path: Path, rng: np.random.Generator) -> tuple[list[Context], list[str]]:
+    """Evaluator contexts with each pair's chosen image at A or B by a coin, and the labels naming it."""
     ctxs, labels = [], []
     for q in quads:
-        pos = load_image(quads_path.parent / q.image_chosen)
-        neg = load_image(quads_path.parent / q.image_rejected)
-        if rng.random() < 0.5:
-            ctxs.append(Context(DEFAULT_TEMPLATES.evaluator_text(q.instruction, q.prompt), (pos, neg)))
-            labels.append("A")
-        else:
-            ctxs.append(Context(DEFAULT_TEMPLATES.evaluator_text(q.instruction, q.prompt), (neg, pos)))
-            labels.append("B")
+        pos, neg = (load_image(quads_path.parent / f) for f in (q.image_chosen, q.image_rejected))
+        label = "A" if rng.random() < 0.5 else "B"
+        ctxs.append(Context(DEFAULT_TEMPLATES.evaluator_text(q.instruction, q.prompt),
+                            (pos, neg) if label == "A" else (neg, pos)))
+        labels.append(label)
+    return ctxs, labels
+
+
+def pairwise_zero_shot(backend, quads_path: Path, seed: int, n_samples: int = 4) -> dict:
+    quads = load_quadruplets(quads_path)
+    ctxs, labels = _shuffled_pairs(quads, quads_path, np.random.default_rng([seed, 3]))
     greedy = _texts(backend, ctxs, max_new_tokens=48)
     sampled = _texts(backend, ctxs, n=n_samples, greedy=False, max_new_tokens=48, seed=seed)
 
@@ -184,14 +186,7 @@ def evaluator_sight_and_comparison(backend, quads_path: Path, seed: int, n: int 
     quads = [q for q in load_quadruplets(quads_path) if q.phase == 1][:n]
     if not quads:
         return {"n": 0, "note": "no phase-1 quadruplets"}
-    rng = np.random.default_rng([seed, 4])
-    ctxs, labels = [], []
-    for q in quads:
-        pos, neg = (load_image(quads_path.parent / f) for f in (q.image_chosen, q.image_rejected))
-        label = "A" if rng.random() < 0.5 else "B"
-        ctxs.append(Context(DEFAULT_TEMPLATES.evaluator_text(q.instruction, q.prompt),
-                            (pos, neg) if label == "A" else (neg, pos)))
-        labels.append(label)
+    ctxs, labels = _shuffled_pairs(quads, quads_path, np.random.default_rng([seed, 4]))
     chosen_right, rejected_as_prompt, compared, accuracy = [], [], [], []
     for (text,), q, label in zip(_texts(backend, ctxs, max_new_tokens=64), quads, labels, strict=True):
         captions = dict(re.findall(r"image ([AB]) shows ([^.<]*)", text))
