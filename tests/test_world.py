@@ -210,6 +210,31 @@ def test_judged_evaluator_prior_judges_each_image_and_its_verdict_follows_the_ju
                             completion), completion
 
 
+def test_balanced_evaluator_prior_shows_the_prompt_subject_by_coin_flip_so_captions_must_be_read():
+    import re
+
+    from seer.prompts import NO_INSTRUCTION
+    from seer.world import corpus as C
+
+    rng = np.random.default_rng(6)
+    shows_prompt_subject = {"prompt": [], "instruction": []}
+    for _ in range(300):
+        _, (ctx, completion) = C.make_example("evaluate_balanced", rng)
+        prompt_subject = S.parse_caption(re.search(r"prompt : (.*?) \. which", ctx.text).group(1))["subject"]
+        dim = "prompt" if f"instruction : {NO_INSTRUCTION} prompt" in ctx.text else "instruction"
+        judged = re.findall(r"image ([AB]) shows ([^.]*) \. (prompt|instruction) (yes|no) \.", completion)
+        assert [x for x, *_ in judged] == ["A", "B"] and {d for *_, d, _ in judged} == {dim}, completion
+        for _, caption, _, ok in judged:
+            same = S.parse_caption(caption)["subject"] == prompt_subject
+            shows_prompt_subject[dim].append(same)
+            if not same:  # an image of another subject never passes
+                assert ok == "no", completion
+            elif dim == "prompt":
+                assert ok == "yes", completion
+    for dim, seen in shows_prompt_subject.items():  # the caption's subject cannot be guessed from the prompt
+        assert len(seen) > 150 and abs(np.mean(seen) - 0.5) < 0.08, (dim, np.mean(seen))
+
+
 def test_warm_kinds_read_details_and_paint_stated_colours():
     from seer.world import corpus as C
 

@@ -115,15 +115,18 @@ def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
 
     cfg = PretrainConfig(out=str(tmp_path / "wb"), steps=4, minutes=5, batch=4, hidden=32, layers=1, heads=2,
                          oracle_steps=2, codebook_images=50, checkpoint_every=2, warmup=1, warm_steps=1,
-                         detail_steps=1, paint_steps=1, evaluator_prior="judged")
+                         detail_steps=1, paint_steps=1, evaluator_steps=1, evaluator_prior="balanced")
     meta = pretrain(cfg)
     assert meta["steps_done"] == 4
-    assert {"read", "read_detail", "paint"} <= set(meta["final_loss_by_kind"])  # one step of each warm phase
+    # one step of each warm phase, the last of the evaluator prior's own kind
+    assert set(meta["final_loss_by_kind"]) == {"read", "read_detail", "paint", "evaluate_balanced"}
     assert (tmp_path / "wb" / "ckpt.pt").is_file()
     backend, oracle, _ = load_base(tmp_path / "wb")
     assert len(backend.generate_images(["a cat"], [0])) == 1
     with pytest.raises(ValueError, match="evaluator_prior"):
         PretrainConfig(evaluator_prior="coin")
+    with pytest.raises(ValueError, match="evaluator_steps"):
+        PretrainConfig(evaluator_steps=-1)
     cfg.steps, cfg.resume = 6, True
     meta2 = pretrain(cfg)
     assert meta2["steps_done"] == 6

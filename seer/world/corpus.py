@@ -30,6 +30,8 @@ Each example is ``(kind, payload)``; :func:`encode` turns it into ``(input_ids, 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from seer.backends.base import Context
@@ -49,7 +51,7 @@ CAPTION_PREFIXES = tuple(p for p in ("", "", "", "a picture of", "an image of", 
                          if not set(p.split()) & INSTRUCTION_WORDS - {"a"})
 
 KINDS = ("generate", "describe", "ask", "read", "concept_ask", "define", "reprompt", "evaluate", "read_detail", "paint",
-         "evaluate_judged")
+         "evaluate_judged", "evaluate_balanced")
 MIX = {"generate": 0.40, "describe": 0.10, "ask": 0.14, "concept_ask": 0.12, "define": 0.03, "reprompt": 0.14,
        "evaluate": 0.07}
 
@@ -73,6 +75,8 @@ DETAIL_WEIGHTS = {"material": 0.35, "accessory": 0.35, "subject": 0.15, "colour"
 # followed its own judgements 52% of the time after 3274 steps and 62% after 4277 (phase-1 pairs), but its captions
 # copied the prompt's subject instead of reading it, so the judgements carried little.
 VERDICT_FOLLOWS = 0.65
+# PretrainConfig.evaluator_prior → the corpus kind that carries it
+EVALUATOR_PRIORS = {"captions": "evaluate", "judged": "evaluate_judged", "balanced": "evaluate_balanced"}
 # "ask" questions favour what lives in the subject's cells; background, style and size fill the image and are
 # learned from any example
 ASK_WEIGHTS = {"subject": 0.25, "colour": 0.25, "material": 0.2, "accessory": 0.15, "style": 0.05,
@@ -250,29 +254,34 @@ def make_example(kind: str, rng: np.random.Generator) -> tuple[str, tuple]:
         prompt = minimal_prompt(rng, _rand(rng, SUBJECTS), set(instr.rule))
         completion, _ = reprompt_completion(instr, prompt, rng)
         return "text", (Context(DEFAULT_TEMPLATES.reprompt_text(instr.text, prompt)), completion)
-    if kind in ("evaluate", "evaluate_judged"):
-        return evaluate_example(rng, seed, judged=kind == "evaluate_judged")
+    if kind in ("evaluate", "evaluate_judged", "evaluate_balanced"):
+        return evaluate_example(rng, seed, judged=kind == "evaluate_judged", balanced=kind == "evaluate_balanced")
     raise ValueError(f"unknown corpus kind {kind!r}; known: {KINDS}")
 
 
-def evaluate_example(rng: np.random.Generator, seed: int, judged: bool = False) -> tuple[str, tuple]:
+def evaluate_example(rng: np.random.Generator, seed: int, judged: bool = False,
+                     balanced: bool = False) -> tuple[str, tuple]:
     """The pairwise-evaluation prior: each image captioned, then a coin-flip verdict. ``judged``: each caption is
     followed by a right judgement against the prompt (phase-1 contexts) or the instruction (phase-2 contexts), and
     the verdict names the image judged to pass ``VERDICT_FOLLOWS`` of the time (a coin flip when both or neither
-    pass)."""
+    pass). ``balanced`` (implies ``judged``): each image shows the prompt's subject with probability 1/2, on its own,
+    so no caption can be guessed from the prompt and the judgements need the caption read off the image."""
     subject = _rand(rng, SUBJECTS)
     if rng.random() < 0.4:  # phase 1: which image matches the prompt
         instr_text, rule, dim = NO_INSTRUCTION, None, "prompt"
         prompt = f"a {subject}"
-        a = render(Spec(subject=subject, **S.DEFAULTS), seed)
-        b = render(Spec(subject=swapped_subject(subject, rng), **S.DEFAULTS), seed + 1)
+        specs = [Spec(subject=subject, **S.DEFAULTS), Spec(subject=swapped_subject(subject, rng), **S.DEFAULTS)]
     else:
         instr = _rand(rng, list(S.INSTRUCTIONS.values()))
         instr_text, rule, dim = instr.text, instr.rule, "instruction"
         prompt = minimal_prompt(rng, subject, set(instr.rule))
         base = S.prompt_attributes(prompt)
-        a = render(S.satisfying_spec(instr.rule, base, rng), seed)
-        b = render(Spec(**{**S.DEFAULTS, **base}), seed + 1)
+        specs = [S.satisfying_spec(instr.rule, base, rng), Spec(**{**S.DEFAULTS, **base})]
+    if balanced:
+        judged = True
+        specs = [replace(sp, subject=subject if rng.random() < 0.5 else swapped_subject(subject, rng))
+                 for sp in specs]
+    a, b = render(specs[0], seed), render(specs[1], seed + 1)
     if rng.random() < 0.5:
         a, b = b, a
     ctx = Context(DEFAULT_TEMPLATES.evaluator_text(instr_text, prompt), (a[0], b[0]))

@@ -71,7 +71,8 @@ class PretrainConfig:
     warm_steps: int = 450  # warm phase 1: "read" batches (subject/colour questions; corpus.WARM_KINDS)
     detail_steps: int = 0  # warm phase 2: "read_detail" batches (material/accessory questions); trial: 300
     paint_steps: int = 0  # warm phase 3: "paint" batches (captions stating colour/material → image); trial: 450
-    evaluator_prior: str = "captions"  # "captions" (shipped) or "judged" (kind evaluate_judged; see the docstring)
+    evaluator_steps: int = 0  # warm phase 4: batches of the evaluator prior's kind (forms the pairwise reading)
+    evaluator_prior: str = "captions"  # "captions" (shipped), "judged" or "balanced" (corpus.EVALUATOR_PRIORS)
     hidden: int = 192  # transformer width
     layers: int = 4  # transformer layers
     heads: int = 4  # attention heads
@@ -83,9 +84,12 @@ class PretrainConfig:
     threads: int = 2  # torch threads (0 = torch default; use 1 when another heavy job shares the 2 cores)
 
     def __post_init__(self) -> None:
-        if self.evaluator_prior not in ("captions", "judged"):
-            raise ValueError(f"evaluator_prior: expected 'captions' or 'judged', got {self.evaluator_prior!r}")
-        for name in ("warm_steps", "detail_steps", "paint_steps"):
+        from seer.world.corpus import EVALUATOR_PRIORS
+
+        if self.evaluator_prior not in EVALUATOR_PRIORS:
+            raise ValueError(f"evaluator_prior: expected one of {', '.join(map(repr, EVALUATOR_PRIORS))}, "
+                             f"got {self.evaluator_prior!r}")
+        for name in ("warm_steps", "detail_steps", "paint_steps", "evaluator_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected a number of steps >= 0, got {getattr(self, name)}")
 
@@ -174,12 +178,12 @@ def pretrain(cfg: PretrainConfig) -> dict:
 
     kinds = list(C.KINDS)
     mix = dict(C.MIX)
-    if cfg.evaluator_prior == "judged":
-        mix["evaluate_judged"] = mix.pop("evaluate")
+    evaluator_kind = C.EVALUATOR_PRIORS[cfg.evaluator_prior]
+    mix[evaluator_kind] = mix.pop("evaluate")
     probs = np.array([mix.get(k, 0.0) for k in kinds])
     probs = probs / probs.sum()
-    warm_ends = np.cumsum([cfg.warm_steps, cfg.detail_steps, cfg.paint_steps])
-    warm = [np.array([float(k == w) for k in kinds]) for w in C.WARM_KINDS]
+    warm_ends = np.cumsum([cfg.warm_steps, cfg.detail_steps, cfg.paint_steps, cfg.evaluator_steps])
+    warm = [np.array([float(k == w) for k in kinds]) for w in (*C.WARM_KINDS, evaluator_kind)]
     budget = cfg.minutes * 60
     t_loop = time.time()
     losses: dict[str, list[float]] = {k: [] for k in kinds}
@@ -195,7 +199,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         progress = max(step / cfg.steps, elapsed / budget)
         for g in opt.param_groups:
             g["lr"] = lr_at(progress, step, cfg)
-        phase = int(np.searchsorted(warm_ends, step, side="right"))  # 0, 1, 2: warm phases; 3: the main mix
+        phase = int(np.searchsorted(warm_ends, step, side="right"))  # 0-3: warm phases; 4: the main mix
         # a warm phase draws its one kind through rng.choice too, so the stream matches the shipped base's run
         kind = kinds[int(rng.choice(len(kinds), p=warm[phase] if phase < len(warm) else probs))]
         batch = backend0.collate([C.encode(backend0, C.make_example(kind, rng)) for _ in range(cfg.batch)])
