@@ -235,6 +235,33 @@ def test_balanced_evaluator_prior_shows_the_prompt_subject_by_coin_flip_so_capti
         assert len(seen) > 150 and abs(np.mean(seen) - 0.5) < 0.08, (dim, np.mean(seen))
 
 
+def test_paths_evaluator_prior_checks_the_instruction_on_a_minority_path_and_its_verdict_follows_its_checks():
+    import re
+
+    from seer.prompts import NO_INSTRUCTION, parse_verdict
+    from seer.world import corpus as C
+
+    rng = np.random.default_rng(8)
+    checks_instruction, followed = [], []
+    for _ in range(400):
+        _, (ctx, completion) = C.make_example("evaluate_paths", rng)
+        m = re.fullmatch(r"<think> (prompt|instruction) : image A shows [^.]* \. (\w+) (yes|no) \. "
+                         r"image B shows [^.]* \. (\w+) (yes|no) \. </think> <answer> ([AB]) </answer>", completion)
+        assert m, completion
+        path, dim_a, ok_a, dim_b, ok_b, verdict = m.groups()
+        assert dim_a == dim_b == path and verdict == parse_verdict(completion).answer
+        if f"instruction : {NO_INSTRUCTION} prompt" in ctx.text:
+            assert path == "prompt"  # basic alignment always checks the prompt
+        else:
+            checks_instruction.append(path == "instruction")
+        if ok_a != ok_b:
+            followed.append(verdict == ("A" if ok_a == "yes" else "B"))
+    assert abs(np.mean(checks_instruction) - C.INSTRUCTION_PATH) < 0.08  # a minority path, there to be reinforced
+    assert len(followed) > 100 and all(followed)  # the verdict follows the checks; what is checked is the weakness
+    with pytest.raises(ValueError, match="unknown evaluator prior"):
+        C.evaluate_example(rng, 0, "coin")
+
+
 def test_warm_kinds_read_details_and_paint_stated_colours():
     from seer.world import corpus as C
 

@@ -22,7 +22,10 @@
    accuracy is near chance, as the paper reports for Harmon. Phase-1 contexts (instruction "none", p0 image vs an image
    with the subject swapped) and phase-2 contexts (a satisfying image vs the p0 image) both appear. The kind
    "evaluate_judged" (``PretrainConfig.evaluator_prior = "judged"``, not the shipped base's) also judges each image
-   ("… . prompt yes ." / "… . instruction no .") and names the passing image ``VERDICT_FOLLOWS`` of the time.
+   ("… . prompt yes ." / "… . instruction no .") and names the passing image ``VERDICT_FOLLOWS`` of the time. The
+   kind "evaluate_balanced" (``evaluator_prior = "balanced"``) judges too, and shows the prompt's subject in each
+   image with probability 1/2, on its own: in the two priors above 80% of the captions name the prompt's subject, and
+   the shipped base learned to copy it from the prompt instead of reading it off the image (see pretrain.py).
 
 Each example is ``(kind, payload)``; :func:`encode` turns it into ``(input_ids, loss_mask)`` with the backend's own
 ``encode_text_example`` / ``encode_image_example``, so pretraining uses exactly the formats RL and evaluation use.
@@ -51,7 +54,7 @@ CAPTION_PREFIXES = tuple(p for p in ("", "", "", "a picture of", "an image of", 
                          if not set(p.split()) & INSTRUCTION_WORDS - {"a"})
 
 KINDS = ("generate", "describe", "ask", "read", "concept_ask", "define", "reprompt", "evaluate", "read_detail", "paint",
-         "evaluate_judged", "evaluate_balanced")
+         "evaluate_judged", "evaluate_balanced", "evaluate_paths")
 MIX = {"generate": 0.40, "describe": 0.10, "ask": 0.14, "concept_ask": 0.12, "define": 0.03, "reprompt": 0.14,
        "evaluate": 0.07}
 
@@ -74,9 +77,17 @@ DETAIL_WEIGHTS = {"material": 0.35, "accessory": 0.35, "subject": 0.15, "colour"
 # steps). A base trained with this prior (not shipped, see pretrain.py) learned the link slowly: its sampled verdicts
 # followed its own judgements 52% of the time after 3274 steps and 62% after 4277 (phase-1 pairs), but its captions
 # copied the prompt's subject instead of reading it, so the judgements carried little.
+# A fine-tune of the shipped base on "evaluate_balanced" batches alone (300 steps, lr 3e-4) read the subject of
+# rendered phase-1 pairs 43% -> 93% of the time, but its verdicts did not come to follow its judgements (greedy
+# 38-55%), and RLVR from it stayed at chance while its judgements decayed.
 VERDICT_FOLLOWS = 0.65
 # PretrainConfig.evaluator_prior → the corpus kind that carries it
-EVALUATOR_PRIORS = {"captions": "evaluate", "judged": "evaluate_judged", "balanced": "evaluate_balanced"}
+EVALUATOR_PRIORS = {"captions": "evaluate", "judged": "evaluate_judged", "balanced": "evaluate_balanced",
+                    "paths": "evaluate_paths"}
+_PRIOR_OF_KIND = {kind: prior for prior, kind in EVALUATOR_PRIORS.items()}
+# "evaluate_paths": how often a phase-2 trace checks the instruction rather than only the prompt's subject (the
+# reprompting prior's faithful path is taken about as often)
+INSTRUCTION_PATH = 0.3
 # "ask" questions favour what lives in the subject's cells; background, style and size fill the image and are
 # learned from any example
 ASK_WEIGHTS = {"subject": 0.25, "colour": 0.25, "material": 0.2, "accessory": 0.15, "style": 0.05,
@@ -254,18 +265,28 @@ def make_example(kind: str, rng: np.random.Generator) -> tuple[str, tuple]:
         prompt = minimal_prompt(rng, _rand(rng, SUBJECTS), set(instr.rule))
         completion, _ = reprompt_completion(instr, prompt, rng)
         return "text", (Context(DEFAULT_TEMPLATES.reprompt_text(instr.text, prompt)), completion)
-    if kind in ("evaluate", "evaluate_judged", "evaluate_balanced"):
-        return evaluate_example(rng, seed, judged=kind == "evaluate_judged", balanced=kind == "evaluate_balanced")
+    if kind in _PRIOR_OF_KIND:
+        return evaluate_example(rng, seed, _PRIOR_OF_KIND[kind])
     raise ValueError(f"unknown corpus kind {kind!r}; known: {KINDS}")
 
 
-def evaluate_example(rng: np.random.Generator, seed: int, judged: bool = False,
-                     balanced: bool = False) -> tuple[str, tuple]:
-    """The pairwise-evaluation prior: each image captioned, then a coin-flip verdict. ``judged``: each caption is
-    followed by a right judgement against the prompt (phase-1 contexts) or the instruction (phase-2 contexts), and
-    the verdict names the image judged to pass ``VERDICT_FOLLOWS`` of the time (a coin flip when both or neither
-    pass). ``balanced`` (implies ``judged``): each image shows the prompt's subject with probability 1/2, on its own,
-    so no caption can be guessed from the prompt and the judgements need the caption read off the image."""
+def evaluate_example(rng: np.random.Generator, seed: int, prior: str = "captions") -> tuple[str, tuple]:
+    """One example of the pairwise-evaluation prior named ``prior`` (a key of ``EVALUATOR_PRIORS``):
+
+    * "captions" (the shipped base's): each image captioned, then a coin-flip verdict;
+    * "judged": each caption followed by a right judgement against the prompt (phase-1 contexts) or the instruction
+      (phase-2 contexts); the verdict names the image judged to pass ``VERDICT_FOLLOWS`` of the time (a coin flip
+      when both or neither pass);
+    * "balanced": "judged", with each image showing the prompt's subject with probability 1/2, on its own, so no
+      caption can be guessed from the prompt;
+    * "paths": balanced subjects; the trace first names what it checks ("prompt :" or "instruction :"), judges each
+      image against that, and the verdict names the image judged to pass (a coin flip when both or neither pass).
+      Phase-1 contexts check the prompt; phase-2 contexts check the instruction only ``INSTRUCTION_PATH`` of the
+      time, so the zero-shot evaluator mostly checks whether the subject was kept, which both images of a phase-2
+      pair do (near chance), while checking the instruction is a path it knows and RLVR can make the rule.
+    """
+    if prior not in EVALUATOR_PRIORS:
+        raise ValueError(f"unknown evaluator prior {prior!r}; known: {', '.join(EVALUATOR_PRIORS)}")
     subject = _rand(rng, SUBJECTS)
     if rng.random() < 0.4:  # phase 1: which image matches the prompt
         instr_text, rule, dim = NO_INSTRUCTION, None, "prompt"
@@ -277,24 +298,27 @@ def evaluate_example(rng: np.random.Generator, seed: int, judged: bool = False,
         prompt = minimal_prompt(rng, subject, set(instr.rule))
         base = S.prompt_attributes(prompt)
         specs = [S.satisfying_spec(instr.rule, base, rng), Spec(**{**S.DEFAULTS, **base})]
-    if balanced:
-        judged = True
+    if prior in ("balanced", "paths"):
         specs = [replace(sp, subject=subject if rng.random() < 0.5 else swapped_subject(subject, rng))
                  for sp in specs]
     a, b = render(specs[0], seed), render(specs[1], seed + 1)
     if rng.random() < 0.5:
         a, b = b, a
     ctx = Context(DEFAULT_TEMPLATES.evaluator_text(instr_text, prompt), (a[0], b[0]))
-    if not judged:
+    if prior == "captions":
         think = f"image A shows {full_caption(a[1])} . image B shows {full_caption(b[1])} ."
         verdict = "A" if rng.random() < 0.5 else "B"  # uninformative on purpose
         return "text", (ctx, f"<think> {think} </think> <answer> {verdict} </answer>")
+    if prior == "paths" and dim == "instruction" and rng.random() >= INSTRUCTION_PATH:
+        dim, rule = "prompt", None  # the zero-shot habit: check only that the subject was kept
     passes = [spec.subject == subject and (rule is None or S.satisfies(spec.attributes(), rule))
               for _, spec in (a, b)]
     think = " ".join(f"image {x} shows {full_caption(spec)} . {dim} {'yes' if ok else 'no'} ."
                      for x, (_, spec), ok in zip("AB", (a, b), passes, strict=True))
+    if prior == "paths":
+        think = f"{dim} : {think}"
     if passes[0] != passes[1]:
-        follows = rng.random() < VERDICT_FOLLOWS
+        follows = prior == "paths" or rng.random() < VERDICT_FOLLOWS
         verdict = "A" if passes[0] == follows else "B"
     else:
         verdict = "A" if rng.random() < 0.5 else "B"

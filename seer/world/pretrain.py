@@ -11,9 +11,10 @@ The corpus and why it builds the cognitive gap in are documented in :mod:`seer.w
   chance level, after 50 min) while it did learn background and style, which fill most of the image: a probe that
   trained only "what is it ?" / "what colour is it ?" stayed at chance for 400 steps at 2e-3, and read both at
   ~100% after 400 steps at 7e-4 with warm-up (the attention that finds the few subject cells never formed at 2e-3);
-* each batch holds one corpus kind, so sequences in a batch have similar lengths and little padding: three warm
+* each batch holds one corpus kind, so sequences in a batch have similar lengths and little padding: four warm
   phases of one kind each (``corpus.WARM_KINDS``: subject/colour questions for ``warm_steps``, material/accessory
-  questions for ``detail_steps``, colour/material captions → images for ``paint_steps``; why, see there), then
+  questions for ``detail_steps``, colour/material captions → images for ``paint_steps``; why, see there; then
+  ``evaluator_steps`` of the evaluator prior's own kind, which formed the two-image reading in a fine-tune), then
   kinds drawn by ``corpus.MIX``; every batch is fresh (an endless stream of renders: no epoch, no overfitting to a
   fixed set);
 * the schedule's progress is ``max(step / steps, elapsed / budget)``, so a run cut by its wall-time budget still ends
@@ -34,6 +35,12 @@ but generation of the subject 82% → 40%, abstract QA 0.73 → 0.61, and the ba
 the test instructions (6.6%). Its evaluator's traces named the prompt's subject for 8% of the chosen phase-1
 images and 5% of the subject-swapped ones (``evaluator_phase1_train``), so RLVR phase 1 stayed at chance (0.47-0.52
 over 70 steps). Hence the options above default to the shipped recipe.
+
+The balanced evaluator prior (``--evaluator-prior balanced``) was tried as a fine-tune of the shipped base, not yet as
+a base from scratch: 300 steps of its batches alone (lr 3e-4, 11.6 min) took ``evaluator_phase1_train`` from
+captions naming the prompt's subject for 76% of the chosen and 78% of the swapped images to 92% and 5% (88% of the
+traces tell the images apart, was 18%), but the verdict picked the image its caption matched 51% of the time and
+RLVR phase 1 from it stayed at chance (10-step means 0.46-0.52 over 90 steps).
 
 Output directory: ``umm/`` (the backend, weights stored in bf16), ``oracle.safetensors`` + ``oracle.json``,
 ``world.json`` (config, versions, wall times, world fingerprint).
