@@ -140,12 +140,23 @@ def test_build_data_small_is_deterministic_and_splits_are_disjoint(tmp_path):
 
     torch.set_num_threads(1)
     outs = []
-    for k in range(2):
+    for k in range(2):  # the second run adds wrongly edited negatives, from their own stream: the rest is the same
         cfg = BuildConfig(out=str(tmp_path / f"d{k}"), prompts_per_instruction=1, keep=12,
-                          test_prompts_per_instruction=1, retries=1)
+                          test_prompts_per_instruction=1, retries=1, wrong_edit_negatives=k == 1)
         manifest = build_data(cfg)
         outs.append(manifest)
-    assert outs[0] == {**outs[1], "config": outs[0]["config"]}
+    extra = outs[1]["train_wrong_edit_negatives_verified"]
+    assert outs[0]["train_wrong_edit_negatives_verified"] == 0
+    assert outs[1]["quadruplets_train"]["phase2"] == outs[0]["quadruplets_train"]["phase2"] + extra
+    same = ("config", "train_wrong_edit_negatives_verified", "quadruplets_train")
+    assert {k: v for k, v in outs[0].items() if k not in same} == {k: v for k, v in outs[1].items() if k not in same}
+    lines = [(tmp_path / f"d{k}" / "quadruplets_train.jsonl").read_text().splitlines() for k in range(2)]
+    assert [x for x in lines[1] if '"q2w-' not in x] == lines[0]
+    wrong = load_quadruplets(tmp_path / "d1" / "quadruplets_train.jsonl")
+    wrong = [x for x in wrong if x.id.startswith("q2w-")]
+    assert len(wrong) == extra and (extra > 0 or not outs[1]["train_kept"])
+    positives = {(x.instruction, x.prompt): x.image for x in load_samples(tmp_path / "d1" / "samples.jsonl")}
+    assert all(x.phase == 2 and x.image_chosen == positives[(x.instruction, x.prompt)] for x in wrong)
     d = tmp_path / "d0"
     test = load_samples(d / "samples_test.jsonl")
     assert len(test) == 40

@@ -10,7 +10,8 @@ compliance then quality, then the best remaining feasible ones) become ``samples
 * phase 1 (basic alignment, ``"instruction": ""``): chosen = the base UMM's image of p0 (verified to show p0's
   subject), rejected = an image of p0 with the subject swapped for another TRAIN subject;
 * phase 2 (instruction supervision): chosen = the verified positive, rejected = the image of p0 (verified not to
-  satisfy the instruction: a hard negative).
+  satisfy the instruction: a hard negative); with ``wrong_edit_negatives`` (seer's, off by default) also the
+  positive vs the image of a rewrite with a wrong value of a targeted attribute (verified to fail).
 
 Test set (A.1.3): 40 instructions — 20 ID (training instructions, 8 Simple + 12 Hard) and 20 OOD (the OOD registry:
 unseen phrasings and unseen concepts, 8 Simple + 12 Hard), Simple:Hard = 2:3 in each — each with
@@ -57,6 +58,7 @@ class BuildConfig:
     test_prompts_per_instruction: int = 3  # test samples per test instruction (40 instructions)
     retries: int = 4  # extra generation seeds tried for a test positive / a hard negative
     train_retries: int = 2  # extra generation seeds tried per training candidate before the feasibility filter
+    wrong_edit_negatives: bool = False  # also a phase-2 pair per sample: the positive vs a wrongly edited image
 
 
 def test_instructions(seed: int = 0) -> list[S.Instruction]:
@@ -149,6 +151,9 @@ def build_data(cfg: BuildConfig) -> dict:
         quads.append(Quadruplet(id=f"q2-{n:04d}", phase=2, instruction=instr.text, prompt=p0,
                                 category=instr.category, image_chosen=pos_rel, image_rejected=neg_rel,
                                 split="train", distribution="id"))
+    wrong_ok: list[bool] = []
+    if cfg.wrong_edit_negatives:
+        quads, wrong_ok = _with_wrong_edits(gen, oracle, out, samples, quads, cfg)
     write_jsonl(out / "samples.jsonl", samples)
     write_jsonl(out / "quadruplets_train.jsonl", sorted(quads, key=lambda q: (q.phase, q.id)))
 
@@ -187,7 +192,8 @@ def build_data(cfg: BuildConfig) -> dict:
         "train_feasible_by_category": {c: sum(cands[i][0].category == c for i in feasible) for c in CATEGORIES},
         "train_kept": len(samples),
         "train_hard_negative_verified": int(sum(p0_ok)),
-        "quadruplets_train": {"phase1": len(kept), "phase2": len(kept)},
+        "quadruplets_train": {"phase1": len(kept), "phase2": sum(q.phase == 2 for q in quads)},
+        "train_wrong_edit_negatives_verified": int(sum(wrong_ok)),
         "test_samples": len(tests),
         "test_samples_by_distribution": {d: sum(s.distribution == d for s in tests) for d in ("id", "ood")},
         "test_quadruplets": len(tquads),
@@ -196,6 +202,30 @@ def build_data(cfg: BuildConfig) -> dict:
     }
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def _with_wrong_edits(gen, oracle, out: Path, samples: list[Sample], quads: list[Quadruplet],
+                      cfg: BuildConfig) -> tuple[list[Quadruplet], list[bool]]:
+    """One more phase-2 pair per training sample: the verified positive vs an image of a rewrite that states a wrong
+    value of a targeted attribute (the policy's Type II), verified to keep the subject and fail the instruction.
+    With only p0 images as negatives, "the edited image wins" answers every phase-2 pair, and the world's RLVR
+    evaluator learned exactly that (``bench/evaluator_shortcut.py``). Drawn from their own random stream, so the rest
+    of the data is the same with or without them."""
+    rng = np.random.default_rng([cfg.seed, 0x5EED])
+    wrong = [S.instruction(s.instruction) for s in samples]
+    prompts = [faithful_reprompt(instr, s.prompt, rng, wrong=True) for instr, s in zip(wrong, samples, strict=True)]
+    imgs, ok = _retry(gen, oracle, samples, prompts, rng, cfg.retries,
+                      lambda a: a.subject_kept and not a.satisfied)
+    extra = []
+    for s, im, good in zip(samples, imgs, ok, strict=True):
+        if not good:
+            continue
+        rel = f"images/{s.id}-wrong.png"
+        save_image(out / rel, im)
+        extra.append(Quadruplet(id=f"q2w-{s.id.removeprefix('train-')}", phase=2, instruction=s.instruction,
+                                prompt=s.prompt, category=s.category, image_chosen=s.image, image_rejected=rel,
+                                split="train", distribution="id"))
+    return quads + extra, ok
 
 
 def _retry(gen, oracle, samples, prompts, rng, retries, good) -> tuple[list[np.ndarray], list[bool]]:
