@@ -20,25 +20,28 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from seer.data import Quadruplet
 
-def build_pairs(data: Path, oracle) -> list[tuple[str, str, str, np.ndarray, np.ndarray, float]]:
-    """(kind, instruction, prompt, image X, image Y, the oracle's preference for X: 1, 0 or 0.5 for a tie)."""
+
+def build_pairs(data: Path, oracle) -> list[tuple[str, Quadruplet, float]]:
+    """(kind, the pair as a quadruplet of existing images under quadruplet i's instruction and prompt, the oracle's
+    preference for its ``image_chosen``: 1, 0 or 0.5 for a tie)."""
     from seer.data import load_image, load_quadruplets
     from seer.world import semantics as S
 
     quads = [q for q in load_quadruplets(data / "quadruplets_test.jsonl") if q.phase == 2]
 
-    def img(rel: str) -> np.ndarray:
-        return load_image(data / rel, (32, 32), where=f"{data}: {rel}")
-
-    def prefer(q, x, y) -> float:
+    def pair(kind: str, q: Quadruplet, first: str, second: str) -> tuple[str, Quadruplet, float]:
+        x, y = (load_image(data / rel, (32, 32), where=f"{data}: {rel}") for rel in (first, second))
         rx, ry = oracle.read([x, y])
-        return oracle.preference(oracle.assess_read(q.instruction, q.prompt, rx),
+        pref = oracle.preference(oracle.assess_read(q.instruction, q.prompt, rx),
                                  oracle.assess_read(q.instruction, q.prompt, ry))
+        return kind, replace(q, id=f"{q.id}-{kind}", image_chosen=first, image_rejected=second), pref
 
     pairs = []
     for qi in quads:
@@ -47,36 +50,27 @@ def build_pairs(data: Path, oracle) -> list[tuple[str, str, str, np.ndarray, np.
                       and S.prompt_attributes(qj.prompt)["subject"] == subject), None)
         if other is None:
             continue
-        mine, theirs, plain = img(qi.image_chosen), img(other.image_chosen), img(qi.image_rejected)
-        pairs.append(("other_edit", qi.instruction, qi.prompt, mine, theirs, prefer(qi, mine, theirs)))
-        pairs.append(("edit_vs_plain", qi.instruction, qi.prompt, theirs, plain, prefer(qi, theirs, plain)))
+        pairs.append(pair("other_edit", qi, qi.image_chosen, other.image_chosen))
+        pairs.append(pair("edit_vs_plain", qi, other.image_chosen, qi.image_rejected))
     return pairs
 
 
-def probe(backend, pairs) -> dict:
-    from seer.backends.base import Context, SamplingParams
-    from seer.prompts import DEFAULT_TEMPLATES, parse_verdict
+def probe(backend, pairs, data: Path) -> dict:
+    """Judge every pair in both orders (``seer eval``'s own greedy judging) and split by kind and oracle label."""
+    from seer.eval.evaluator import judge_quadruplets
 
-    contexts = []
-    for _, instruction, prompt, x, y, _ in pairs:
-        text = DEFAULT_TEMPLATES.evaluator_text(instruction, prompt)
-        contexts += [Context(text, (x, y)), Context(text, (y, x))]
-    sp = SamplingParams(max_new_tokens=64, greedy=True)
-    outs = []
-    for s in range(0, len(contexts), 32):
-        outs += backend.generate_text(contexts[s : s + 32], 1, sp, seed=0)
+    judgments = judge_quadruplets(backend, [q for _, q, _ in pairs], data, desc="probing")
     res = {}
     for kind in ("other_edit", "edit_vs_plain"):
         decided, ties = [], []
-        for k, (pk, *_, pref) in enumerate(pairs):
+        for (pk, _, pref), j in zip(pairs, judgments, strict=True):
             if pk != kind:
                 continue
-            first, second = (parse_verdict(outs[2 * k + o][0].text).answer for o in (0, 1))
-            picks_x = [first == "A", second == "B"]
+            picks_first = list(j.correct)  # image_chosen named in each order
             if pref == 0.5:
-                ties += picks_x
+                ties += picks_first
             else:
-                decided += [p == (pref == 1.0) for p in picks_x]
+                decided += [p == (pref == 1.0) for p in picks_first]
         res[kind] = {"accuracy_where_oracle_decides": round(float(np.mean(decided)), 3) if decided else None,
                      "n_decided_judgements": len(decided),
                      "picks_first_image_on_oracle_ties": round(float(np.mean(ties)), 3) if ties else None,
@@ -99,10 +93,10 @@ def main() -> None:
     _, oracle, _ = load_base(None)
     pairs = build_pairs(Path(args.data), oracle)
     out = {"pairs": {k: sum(p[0] == k for p in pairs) for k in ("other_edit", "edit_vs_plain")},
-           "oracle_prefers_first": {k: round(float(np.mean([p[5] for p in pairs if p[0] == k])), 3)
+           "oracle_prefers_first": {k: round(float(np.mean([p[2] for p in pairs if p[0] == k])), 3)
                                     for k in ("other_edit", "edit_vs_plain")}}
     for path in args.evaluators:
-        out[path] = probe(open_checkpoint(path), pairs)
+        out[path] = probe(open_checkpoint(path), pairs, Path(args.data))
     print(json.dumps(out, indent=1))
 
 

@@ -214,8 +214,7 @@ def _with_wrong_edits(gen, oracle, out: Path, samples: list[Sample], quads: list
     shortcut but do not remove it. Drawn from their own random stream, so the rest of the data is the same with or
     without them."""
     rng = np.random.default_rng([cfg.seed, 0x5EED])
-    wrong = [S.instruction(s.instruction) for s in samples]
-    prompts = [faithful_reprompt(instr, s.prompt, rng, wrong=True) for instr, s in zip(wrong, samples, strict=True)]
+    prompts = [faithful_reprompt(S.instruction(s.instruction), s.prompt, rng, wrong=True) for s in samples]
     imgs, ok = _retry(gen, oracle, samples, prompts, rng, cfg.retries,
                       lambda a: a.subject_kept and not a.satisfied)
     extra = []

@@ -79,7 +79,7 @@ class PretrainConfig:
     detail_steps: int = 0  # warm phase 2: "read_detail" batches (material/accessory questions); trial: 300
     paint_steps: int = 0  # warm phase 3: "paint" batches (captions stating colour/material → image); trial: 450
     evaluator_steps: int = 0  # warm phase 4: batches of the evaluator prior's kind (forms the pairwise reading)
-    evaluator_prior: str = "captions"  # "captions" (shipped), "judged" or "balanced" (corpus.EVALUATOR_PRIORS)
+    evaluator_prior: str = "captions"  # "captions" (shipped), "judged", "balanced" or "paths" (corpus.EVALUATOR_PRIORS)
     hidden: int = 192  # transformer width
     layers: int = 4  # transformer layers
     heads: int = 4  # attention heads
