@@ -25,7 +25,9 @@
    ("… . prompt yes ." / "… . instruction no .") and names the passing image ``VERDICT_FOLLOWS`` of the time. The
    kind "evaluate_balanced" (``evaluator_prior = "balanced"``) judges too, and shows the prompt's subject in each
    image with probability 1/2, on its own: in the two priors above 80% of the captions name the prompt's subject, and
-   the shipped base learned to copy it from the prompt instead of reading it off the image (see pretrain.py).
+   the shipped base learned to copy it from the prompt instead of reading it off the image (see pretrain.py). The
+   kind "evaluate_paths" (``evaluator_prior = "paths"``) first names what its trace checks, the instruction on a
+   minority of phase-2 traces, and its verdict always follows the checks (:func:`evaluate_example`).
 
 Each example is ``(kind, payload)``; :func:`encode` turns it into ``(input_ids, loss_mask)`` with the backend's own
 ``encode_text_example`` / ``encode_image_example``, so pretraining uses exactly the formats RL and evaluation use.
