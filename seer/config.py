@@ -159,6 +159,9 @@ class RLMTConfig(StageConfig):
     judge_max_new_tokens: int = arg(64, "cap on the evaluator's (greedy) verdict completion")
     share_evaluator_base: bool = arg(False, "load the evaluator as a frozen adapter on the policy's base weights "
                                      "(Janus with LoRA: one copy of the base model in memory)")
+    generator: str | None = arg(None, "a checkpoint whose generator draws every training image (x_i and x0), never "
+                                "trained; default: the policy's own (its shared backbone as it is being trained, "
+                                "with the frozen generation parameters ϕ)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -146,6 +146,17 @@ def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
     assert len(report["figures"]["grids"]) == 4 and all((out / p).is_file() for p in report["figures"]["grids"])
     text = md.read_text()
     assert "## Table 1" in text and "## Targets" in text and "paper (Harmon-1.5B, humans)" in text
+    # the base's generator (the paper's fixed G) drew RLMT's training images and every compared system's
+    rlmt_meta = json.loads((out / "runs/seer/rlmt/meta.json").read_text())
+    assert rlmt_meta["derived"]["generator_dir"] == str(base)
+    assert "drawn by the base world model's generator" in text
+    naive = json.loads((out / "eval/systems/naive/outputs.jsonl").read_text().splitlines()[0])
+    from seer.backends.token_umm import TokenUMMBackend
+    from seer.data import load_image
+
+    drawn = load_image(out / "eval/systems/naive" / naive["image"])
+    redrawn = TokenUMMBackend.load(base).generate_images([naive["prompt_used"]], [naive["seed"]])[0]
+    assert np.array_equal(drawn, redrawn)
     # a rerun with --resume skips every step and rewrites the same tables
     R.reproduce(out, base=base, protocol=protocol, resume=True, log=lambda m: None)
     again = json.loads((out / "report.json").read_text())

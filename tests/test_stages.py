@@ -209,6 +209,20 @@ def test_rlmt_trains_policy_and_keeps_evaluator(data):
     assert all(torch.equal(evaluator_before[k], evaluator_after[k]) for k in evaluator_before)
 
 
+def test_rlmt_generator_checkpoint_draws_every_image(data):
+    # a generator whose ϕ draws "dark" bright and "bright" dark: judged by the same brightness-loving evaluator, the
+    # policy must learn the word that wins under *this* generator, so every image came from it
+    swapped = StubBackend()
+    swapped.brightness[IX["bright"]], swapped.brightness[IX["dark"]] = 40.0, 200.0
+    swapped.save(data["runs"].parent / "swapped")
+    run_dir = rlmt.train(rlmt_cfg(data, epochs=4, generator=str(data["runs"].parent / "swapped")))
+    policy = theta(run_dir / "model")
+    assert policy["table"][IX["<reprompt>"], IX["dark"]] > policy["table"][IX["<reprompt>"], IX["bright"]]
+    assert json.loads((run_dir / "meta.json").read_text())["derived"]["generator_dir"].endswith("swapped")
+    with pytest.raises(ConfigError, match="generator .*not a seer checkpoint"):
+        rlmt.train(rlmt_cfg(data, name="nogen", generator=str(data["runs"].parent / "nowhere")))
+
+
 def strip_times(records):
     return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
 

@@ -262,6 +262,25 @@ def test_paths_evaluator_prior_checks_the_instruction_on_a_minority_path_and_its
         C.evaluate_example(rng, 0, "coin")
 
 
+def test_paths_evaluator_prior_edits_half_its_phase2_negatives_wrongly(monkeypatch):
+    from seer.world import corpus as C
+
+    positives, wrong = [], []
+    real_sat, real_vio = S.satisfying_spec, S.violating_spec
+    monkeypatch.setattr(S, "satisfying_spec", lambda *a: positives.append(a[0]) or real_sat(*a))
+    monkeypatch.setattr(S, "violating_spec", lambda *a: (lambda sp: wrong.append((a[0], sp)) or sp)(real_vio(*a)))
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        C.make_example("evaluate_paths", rng)
+    assert abs(len(wrong) / len(positives) - C.WRONG_EDIT) < 0.1  # of the phase-2 pairs
+    assert all(not S.satisfies(spec.attributes(), rule) and spec.attributes() != {**S.DEFAULTS, "subject": spec.subject}
+               for rule, spec in wrong)  # edited, and wrongly
+    n = len(wrong)
+    for _ in range(100):
+        C.make_example("evaluate_balanced", rng)
+    assert len(wrong) == n  # the other priors keep the plain negative
+
+
 def test_warm_kinds_read_details_and_paint_stated_colours():
     from seer.world import corpus as C
 

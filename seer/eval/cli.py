@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--base", default=None, help="base world model directory (default: the shipped one)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1; 0 = torch's default)")
+    p.add_argument("--generator", choices=("base", "seer"), default=None,
+                   help="who draws every image (RLMT's rollouts and every compared system): base = the base world "
+                   "model, fixed as the paper's G (default); seer = SEER's own checkpoint")
     p.set_defaults(func=cmd_reproduce)
 
     ev = sub.add_parser("eval", help="measure checkpoints: evaluator accuracy, win ratios, pairs, report")
@@ -67,7 +70,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from seer.eval.reproduce import reproduce
 
     path = reproduce(args.out, quick=args.quick, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
-                     base=args.base, threads=args.threads)
+                     base=args.base, threads=args.threads, generator=args.generator)
     print(path)
     return 0
 

@@ -400,6 +400,16 @@ def _header(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _generator(report: dict[str, Any]) -> str:
+    """Who drew the compared images (``meta.protocol.generator`` of ``seer reproduce``)."""
+    which = ((report.get("meta") or {}).get("protocol") or {}).get("generator")
+    if which == "base":
+        return "the base world model's generator (never trained, the paper's fixed G)"
+    if which == "seer":
+        return "SEER's own checkpoint (its RL-trained backbone with the frozen image-token rows)"
+    return "one generator (not recorded)"
+
+
 def render_report(report: dict[str, Any]) -> str:
     """REPORT.md text for a report.json object."""
     if "meta" not in report:
@@ -409,8 +419,8 @@ def render_report(report: dict[str, Any]) -> str:
         _targets(report),
         _table1(report),
         _win_table(report, "table2", "Table 2 — SEER vs disjoint (external) reprompters, same generator",
-                   "Win ratio of SEER's images over the opponent's (ties 0.5), both from the base world model's frozen "
-                   "generator with identical seeds, judged by the judge named above. Paper rows: the external "
+                   f"Win ratio of SEER's images over the opponent's (ties 0.5), both drawn by {_generator(report)} "
+                   "with identical seeds, judged by the judge named above. Paper rows: the external "
                    "reprompter each of ours stands in for.", paper.TABLE2),
         _win_table(report, "table3", "Table 3 — SEER vs the model's own baselines",
                    "Same protocol. Naive concatenation is a ⊕ p0; Base (CoT) is the base model's own reasoning "

@@ -7,14 +7,17 @@ Steps, in order, each leaving ``<out>/steps/<name>.json`` (its result and wall t
     rlvr        RLVR phase 1 → phase 2 (evaluator)   → <out>/runs/seer/rlvr/{phase1_model,model}
     rlmt        RLMT (reprompting policy)            → <out>/runs/seer/rlmt/model
     table1      evaluator accuracy: zero-shot, phase-1 only, SEER-Eval
-    systems     every reprompt source's reprompts and images (same generator, same seeds)
+    systems     every reprompt source's reprompts and images (one generator, same seeds)
     win_ratio   Tables 2–3 with the oracle judge; pairs.jsonl for `seer annotate`
     failure     failure modes of the base policy and of SEER (App. A.4.3)
     general     generation and understanding accuracy of base / RLVR / RLMT
     report      figures, report.json, REPORT.md
 
 ``--quick`` runs a reduced protocol (fewer epochs, fewer test cases and bootstrap draws) for a first look; the
-default is the full protocol (the paper's 10 epochs per stage). Nothing here tunes anything on the test set.
+default is the full protocol (the paper's 10 epochs per stage). ``--generator`` picks the generator G that draws
+every image, in RLMT's rollouts and for every system compared: ``base`` (default) is the base world model's, fixed
+as the paper's G; ``seer`` is SEER's own checkpoint, whose shared backbone RL has trained (only the image-token rows
+ϕ are frozen). Nothing here tunes anything on the test set.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from seer.eval.common import balanced_subset
 from seer.io import atomic_write_json, atomic_write_text
 
 RUN_NAME = "seer"
+GENERATORS = ("base", "seer")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,14 @@ class Protocol:
     understanding_per_column: int = 50
     grid_cases_per_category: int = 3
     stage_overrides: dict[str, Any] = field(default_factory=dict)  # extra config keys for both stages
+    # which generator G draws every image, in RLMT's rollouts and for every system at evaluation: "base" = the base
+    # world model's, never trained (the paper's "Generator G … (Fixed)", Sec. 3.1); "seer" = SEER's own checkpoint,
+    # whose shared backbone RL trained around the frozen image-token rows ϕ (RLMT then draws with the live policy)
+    generator: str = "base"
+
+    def __post_init__(self) -> None:
+        if self.generator not in GENERATORS:
+            raise ValueError(f"protocol generator {self.generator!r}: expected one of {', '.join(GENERATORS)}")
 
 
 FULL = Protocol()
@@ -202,6 +214,7 @@ def step_rlmt(rep: Reproduction) -> dict[str, Any]:
     cfg = load_config(RLMTConfig, world_recipe("rlmt"), flags={
         **_stage_flags(rep, rep.rlmt_dir), "evaluator": str(rep.rlvr_dir),
         "samples": str(_training_file(rep, "samples.jsonl")), "epochs": p.epochs_rlmt,
+        **({"generator": str(rep.base_model())} if p.generator == "base" else {}),
     })
     return {"run_dir": str(rlmt.train(cfg)), "recipe": str(world_recipe("rlmt"))}
 
@@ -263,11 +276,13 @@ def step_systems(rep: Reproduction) -> dict[str, Any]:
     from seer.eval import win_ratio as W
 
     samples = _test_samples(rep)
-    generator = _open(rep, "rlmt")  # SEER-Gen: every system's prompt goes through SEER's own checkpoint
+    seer_policy = _open(rep, "rlmt")
+    # every system's prompt goes through one generator G (Protocol.generator)
+    generator = _open(rep, "base") if rep.protocol.generator == "base" else seer_policy
     out = {}
     for name, label, source in SYSTEMS:
         if source in ("base", "rlvr", "rlmt"):
-            policy = generator if source == "rlmt" else _open(rep, source)
+            policy = seer_policy if source == "rlmt" else _open(rep, source)
             reprompts = W.policy_reprompts(policy, samples, max_new_tokens=rep.protocol.reprompt_max_new_tokens,
                                            desc=f"reprompts: {label}")
         elif source == "naive":
@@ -509,6 +524,7 @@ def reproduce(
     protocol: Protocol | None = None,
     only: tuple[str, ...] | None = None,
     threads: int = 1,
+    generator: str | None = None,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> Path:
     """Run (or resume) a reproduction into ``out``; returns the path of REPORT.md. ``threads`` sets torch's intra-op
@@ -523,6 +539,10 @@ def reproduce(
 
     out = Path(out)
     protocol = protocol or (QUICK if quick else FULL)
+    if generator is not None:
+        if generator not in GENERATORS:
+            raise UserError(f"--generator {generator!r}: expected one of {', '.join(GENERATORS)}")
+        protocol = replace(protocol, generator=generator)
     if (out / "steps").is_dir() and any((out / "steps").iterdir()) and not (resume or overwrite):
         raise UserError(f"{out}: a reproduction is already there; pass --resume to continue it or --overwrite to "
                         "start afresh")

@@ -1,8 +1,10 @@
 """Stage 2 — RLMT, the reprompting policy (paper Sec. 3.4.2, Eq. 9–11).
 
 The policy sees only text, ``(instruction a, prompt p0)``, and writes reasoning then a reprompt p. For each valid
-reprompt p_i the frozen generator draws ``x_i = G(p_i)`` and the baseline ``x0 = G(a ⊕ p0)`` with the *same* seed
-(one seed per query), so a comparison isolates the prompt. The evaluator — the frozen RLVR checkpoint, or the live
+reprompt p_i the generator draws ``x_i = G(p_i)`` and the baseline ``x0 = G(a ⊕ p0)`` with the *same* seed
+(one seed per query), so a comparison isolates the prompt. G is the policy's own (its frozen generation parameters ϕ
+on the shared backbone being trained, as in the paper) unless ``generator`` names a checkpoint that draws every
+image and is never trained. The evaluator — the frozen RLVR checkpoint, or the live
 policy with ``self_judge`` — judges each pair ``(x_i, x0)`` greedily, shown in a seeded random order; Eq. 9 gives
 reward 1 when it prefers x_i. An unparseable reprompt earns 0 and no image is drawn for it. The reference policy is
 the initial policy; ϕ is checked bit-identical at every checkpoint. Writes the policy checkpoint ``<run>/model/``.
@@ -70,10 +72,12 @@ def judge_rewards(cfg: RLMTConfig, verdicts: list[str], positions: list[str]) ->
 
 
 def rollouts(policy: Any, judge: Any, cfg: RLMTConfig, samples: list[Sample], seeds: list[int],
-             timings: dict[str, float]) -> list[Group]:
+             timings: dict[str, float], generator: Any = None) -> list[Group]:
     """For each (a, p0): sample G reprompts, draw their images and the baseline's (x_i and x0 share one image seed
     per query), and let the evaluator score them. Sampling, image generation and judging each run as one batched
-    call over the step's queries; per-query seeds make the result the same as one query at a time."""
+    call over the step's queries; per-query seeds make the result the same as one query at a time. ``generator``
+    (default: the policy) draws the images."""
+    generator = policy if generator is None else generator
     contexts = [reprompt_context(cfg, s) for s in samples]
     with timed(timings, "rollout"):
         sampled = policy.generate_text(contexts, cfg.group_size, sampling_params(cfg), seed=list(seeds))
@@ -85,7 +89,7 @@ def rollouts(policy: Any, judge: Any, cfg: RLMTConfig, samples: list[Sample], se
             prompts += [s.naive_prompt] + [ps[i].answer for i in ok]
             image_seeds += [derive_seed(seed, 0x1A6E)] * (1 + len(ok))
     with timed(timings, "images"):
-        images = policy.generate_images(prompts, image_seeds) if prompts else []
+        images = generator.generate_images(prompts, image_seeds) if prompts else []
     judged, positions, judge_seeds, spans, at = [], [], [], [], 0
     for s, ok, seed in zip(samples, valid, seeds, strict=True):
         if not ok:
@@ -130,9 +134,22 @@ def rollouts(policy: Any, judge: Any, cfg: RLMTConfig, samples: list[Sample], se
     return groups
 
 
-def rollout(policy: Any, judge: Any, cfg: RLMTConfig, sample: Sample, seed: int, timings: dict[str, float]) -> Group:
+def rollout(policy: Any, judge: Any, cfg: RLMTConfig, sample: Sample, seed: int, timings: dict[str, float],
+            generator: Any = None) -> Group:
     """:func:`rollouts` for one (a, p0)."""
-    return rollouts(policy, judge, cfg, [sample], [seed], timings)[0]
+    return rollouts(policy, judge, cfg, [sample], [seed], timings, generator)[0]
+
+
+def open_generator(cfg: RLMTConfig, policy: Any) -> tuple[Any, dict[str, str]]:
+    """The backend that draws the training images: the policy itself, or the frozen ``generator`` checkpoint."""
+    if cfg.generator is None:
+        return policy, {}
+    generator_dir = resolve_checkpoint(cfg.generator, "generator")
+    generator = open_model(str(generator_dir), cfg, "generator", kind=None)
+    if expected_image_size(generator) != expected_image_size(policy):
+        raise BackendError(f"generator {generator_dir} draws images of size {expected_image_size(generator)} but the "
+                           f"policy's evaluator expects {expected_image_size(policy)}")
+    return generator, {"generator_dir": str(generator_dir)}
 
 
 def open_policy_and_judge(cfg: RLMTConfig) -> tuple[Any, Any, dict[str, str]]:
@@ -163,6 +180,8 @@ def train(cfg: RLMTConfig) -> Path:
     if not samples:
         raise DataError(f"{cfg.samples}: no samples with split {cfg.split!r}")
     policy, judge, paths = open_policy_and_judge(cfg)
+    generator, generator_path = open_generator(cfg, policy)
+    paths.update(generator_path)
     contexts = [(f"{cfg.samples}: record {s.id!r}", reprompt_context(cfg, s)) for s in samples]
     summary = {
         "run_dir": str(cfg.run_dir),
@@ -176,11 +195,11 @@ def train(cfg: RLMTConfig) -> Path:
         "contexts": check_contexts(policy, contexts, cfg.max_new_tokens),
     }
     if cfg.dry_run:  # one baseline image judged against itself: generation and the evaluator's context both work
-        x0 = policy.generate_images([samples[0].naive_prompt], [cfg.seed])[0]
+        x0 = generator.generate_images([samples[0].naive_prompt], [cfg.seed])[0]
         text = cfg.templates.evaluator_text(samples[0].instruction, samples[0].prompt)
         summary["judge_check"] = check_contexts(judge, [("evaluator context", Context(text, (x0, x0)))],
                                                 cfg.judge_max_new_tokens)
     phases = [Phase("reprompting", samples, cfg.lr, cfg.epochs)]
-    return run_stage(cfg, policy, dist, phases, lambda ss, seeds, t: rollouts(policy, judge, cfg, ss, seeds, t),
-                     summary,
+    return run_stage(cfg, policy, dist, phases,
+                     lambda ss, seeds, t: rollouts(policy, judge, cfg, ss, seeds, t, generator), summary,
                      extra_metrics=EXTRA_METRICS)

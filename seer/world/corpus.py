@@ -90,6 +90,9 @@ _PRIOR_OF_KIND = {kind: prior for prior, kind in EVALUATOR_PRIORS.items()}
 # "evaluate_paths": how often a phase-2 trace checks the instruction rather than only the prompt's subject (the
 # reprompting prior's faithful path is taken about as often)
 INSTRUCTION_PATH = 0.3
+# "evaluate_paths": how often a phase-2 negative is edited wrongly (every targeted attribute given a value the rule
+# does not allow) rather than left plain, so "the instruction holds" cannot be read as "the image was changed"
+WRONG_EDIT = 0.5
 # "ask" questions favour what lives in the subject's cells; background, style and size fill the image and are
 # learned from any example
 ASK_WEIGHTS = {"subject": 0.25, "colour": 0.25, "material": 0.2, "accessory": 0.15, "style": 0.05,
@@ -285,7 +288,8 @@ def evaluate_example(rng: np.random.Generator, seed: int, prior: str = "captions
       image against that, and the verdict names the image judged to pass (a coin flip when both or neither pass).
       Phase-1 contexts check the prompt; phase-2 contexts check the instruction only ``INSTRUCTION_PATH`` of the
       time, so the zero-shot evaluator mostly checks whether the subject was kept, which both images of a phase-2
-      pair do (near chance), while checking the instruction is a path it knows and RLVR can make the rule.
+      pair do (near chance), while checking the instruction is a path it knows and RLVR can make the rule. Half
+      (``WRONG_EDIT``) of the phase-2 negatives are wrongly edited rather than plain.
     """
     if prior not in EVALUATOR_PRIORS:
         raise ValueError(f"unknown evaluator prior {prior!r}; known: {', '.join(EVALUATOR_PRIORS)}")
@@ -299,7 +303,10 @@ def evaluate_example(rng: np.random.Generator, seed: int, prior: str = "captions
         instr_text, rule, dim = instr.text, instr.rule, "instruction"
         prompt = minimal_prompt(rng, subject, set(instr.rule))
         base = S.prompt_attributes(prompt)
-        specs = [S.satisfying_spec(instr.rule, base, rng), Spec(**{**S.DEFAULTS, **base})]
+        negative = Spec(**{**S.DEFAULTS, **base})
+        if prior == "paths" and rng.random() < WRONG_EDIT:
+            negative = S.violating_spec(instr.rule, base, rng)
+        specs = [S.satisfying_spec(instr.rule, base, rng), negative]
     if prior in ("balanced", "paths"):
         specs = [replace(sp, subject=subject if rng.random() < 0.5 else swapped_subject(subject, rng))
                  for sp in specs]
