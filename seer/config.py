@@ -78,6 +78,7 @@ class StageConfig:
     dry_run: bool = arg(False, "load config, model and data, validate everything, print a summary and exit")
     resume: bool = arg(False, "continue the run in the run directory from its last checkpoint")
     overwrite: bool = arg(False, "delete an existing run directory and start afresh")
+    threads: int = arg(0, "torch intra-op threads (0 = torch's default: OMP_NUM_THREADS or every core)")
 
     def __post_init__(self) -> None:
         positive = ("group_size", "queries_per_step", "max_new_tokens", "log_every", "sample_every", "save_every")
@@ -91,7 +92,7 @@ class StageConfig:
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
         for key in ("beta", "weight_decay", "grad_clip", "format_weight", "adv_eps", "max_steps", "top_k",
-                    "groups_per_forward"):
+                    "groups_per_forward", "threads"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.iterations_per_update != 1:
@@ -344,7 +345,8 @@ def load_config(cls: type, path: str | Path | None = None, flags: dict[str, Any]
         raise ConfigError(str(e)) from e
 
 
-RUN_CONTROL = ("dry_run", "resume", "overwrite", "max_steps")  # how to run, not what: left out of config.yaml
+# how to run, not what: left out of config.yaml
+RUN_CONTROL = ("dry_run", "resume", "overwrite", "max_steps", "threads")
 
 
 def config_dict(cfg: Any, run_control: bool = True) -> dict[str, Any]:

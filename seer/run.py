@@ -101,6 +101,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def set_threads(n: int) -> None:
+    """Torch intra-op threads for this process; 0 leaves torch's default (``OMP_NUM_THREADS`` or every core). The
+    world's models are tiny: on a shared 2-core machine one or two threads ran fastest (many small ops, where more
+    threads only add synchronisation)."""
+    if n < 0:
+        raise ValueError(f"threads must be >= 0 (0 = torch's default), got {n}")
+    if n:
+        torch.set_num_threads(n)
+
+
 def check_run_dir(cfg: Any) -> None:
     """Refuse to clobber a run: an existing run dir needs ``--resume`` or ``--overwrite``; ``--resume`` needs a
     checkpoint and the same config. Called before anything is loaded or written."""

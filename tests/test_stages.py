@@ -264,6 +264,20 @@ def test_resume_reproduces_uninterrupted_run(data, monkeypatch, stage):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_threads_is_how_to_run_not_what(data):
+    before = torch.get_num_threads()
+    try:
+        part = rlvr.train(rlvr_cfg(data, name="threads", max_steps=2, threads=1))
+        assert torch.get_num_threads() == 1
+        assert "threads" not in __import__("yaml").safe_load((part / "config.yaml").read_text())
+        rlvr.train(rlvr_cfg(data, "--resume", name="threads", max_steps=3, threads=2))  # not a config change
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="threads must be >= 0"):
+        rlvr_cfg(data, threads=-1)
+
+
 def test_resume_with_stop_and_changed_config(data):
     full = rlvr.train(rlvr_cfg(data, name="full"))
     part = rlvr.train(rlvr_cfg(data, name="part", max_steps=3))

@@ -531,11 +531,9 @@ def reproduce(
     threads (default 1: the world model is tiny, and on a shared 2-core machine one thread per process generated
     far faster than torch's default, as measured by the world's build-data; 0 leaves torch's default)."""
     from seer.cli import UserError
+    from seer.run import set_threads
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
 
     out = Path(out)
     protocol = protocol or (QUICK if quick else FULL)

@@ -22,7 +22,7 @@ from seer.config import RLMTConfig, resolve_checkpoint
 from seer.data import DataError, Sample, load_samples
 from seer.prompts import parse_reprompt, parse_verdict
 from seer.rewards import preference_reward, reprompt_format_reward, total_reward
-from seer.run import check_run_dir
+from seer.run import check_run_dir, set_threads
 from seer.stages.common import (
     Dist,
     Group,
@@ -176,6 +176,7 @@ def train(cfg: RLMTConfig) -> Path:
     """Run stage 2 and return the run directory (``<output_dir>/<name>/rlmt``)."""
     dist = Dist(cpu=cfg.device == "cpu")
     check_run_dir(cfg)
+    set_threads(cfg.threads)
     samples = [s for s in load_samples(cfg.samples, check_images=False) if s.split == cfg.split]
     if not samples:
         raise DataError(f"{cfg.samples}: no samples with split {cfg.split!r}")

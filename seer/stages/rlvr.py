@@ -20,7 +20,7 @@ from seer.config import RLVRConfig
 from seer.data import DataError, Quadruplet, load_image, load_quadruplets
 from seer.prompts import parse_verdict
 from seer.rewards import total_reward, verdict_format_reward, verdict_reward
-from seer.run import check_run_dir
+from seer.run import check_run_dir, set_threads
 from seer.stages.common import (
     Dist,
     Group,
@@ -126,6 +126,7 @@ def train(cfg: RLVRConfig) -> Path:
     """Run stage 1 and return the run directory (``<output_dir>/<name>/rlvr``)."""
     dist = Dist(cpu=cfg.device == "cpu")
     check_run_dir(cfg)
+    set_threads(cfg.threads)
     quads = load_quadruplets(cfg.quadruplets)
     phase1, phase2 = split_phases(cfg, quads)
     backend = open_model(cfg.model, cfg, "model")

@@ -50,12 +50,9 @@ def _oracle(args) -> int:
 
 
 def _threads(n: int) -> None:
-    """Small models on a shared 2-core machine run fastest on one thread (measured: many small ops, where a second
-    thread only adds synchronisation)."""
-    if n:
-        import torch
+    from seer.run import set_threads
 
-        torch.set_num_threads(n)
+    set_threads(n)
 
 
 def _build_data(args) -> int:

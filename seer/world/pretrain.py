@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from seer.io import atomic_write_json
+from seer.run import set_threads
 
 WORLD_FILE = "world.json"
 UMM_DIR = "umm"
@@ -138,8 +139,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     from seer.world.codebook import LookupCodebook, fit_codebook
     from seer.world.oracle import OracleJudge, train_oracle
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -272,8 +272,7 @@ def train_oracle_into(out: str | Path, seed: int = 0, steps: int = 1500, threads
     from seer.world.codebook import fit_codebook
     from seer.world.oracle import OracleJudge, oracle_accuracy, train_oracle
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     out = Path(out)
     cb_dir = out / "codebook"
     if (cb_dir / PatchCodebook.FILE).is_file():
