@@ -258,6 +258,10 @@ def _general(report: dict[str, Any]) -> str:
             rows.append(["tokenizer ceiling", "seer (oracle on round-trips)",
                          *(fmt(s["ceiling"].get(c)) for c in cols)])
         parts.append(f"### {title}\n\n" + _table(["Model", "Source", *cols], rows))
+        if section == "generation" and _generator_kind(report) == "base":
+            parts.append("Each row draws with its own checkpoint. SEER's images in the tables above were drawn by the "
+                         "base's generator, so the rows after RL measure what RL did to the shared backbone, not the "
+                         "images SEER makes.")
         prows = [[label, PAPER, *(fmt(v, 2) if isinstance(v, float) and v <= 1 else str(v) for v in vals)]
                  for label, vals in paper_rows.values()]
         parts.append("The paper's table (different benchmarks, same question — does the stage erode the base?):\n\n"
@@ -400,9 +404,13 @@ def _header(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _generator_kind(report: dict[str, Any]) -> str | None:
+    return ((report.get("meta") or {}).get("protocol") or {}).get("generator")
+
+
 def _generator(report: dict[str, Any]) -> str:
     """Who drew the compared images (``meta.protocol.generator`` of ``seer reproduce``)."""
-    which = ((report.get("meta") or {}).get("protocol") or {}).get("generator")
+    which = _generator_kind(report)
     if which == "base":
         return "the base world model's generator (never trained, the paper's fixed G)"
     if which == "seer":
