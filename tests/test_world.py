@@ -281,6 +281,21 @@ def test_paths_evaluator_prior_edits_half_its_phase2_negatives_wrongly(monkeypat
     assert len(wrong) == n  # the other priors keep the plain negative
 
 
+def test_distracted_captions_put_a_clause_the_generator_cannot_draw_before_the_caption():
+    from seer.world import corpus as C
+
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        kind, (prompt, image) = C.make_example("generate_distracted", rng)
+        clause, _, caption = prompt.partition(" . ")
+        assert kind == "image" and image.shape == (32, 32, 3)
+        assert 3 <= len(clause.split()) <= 10 and S.parse_caption(clause) == {}  # nothing in it can be drawn
+        assert "subject" in S.parse_caption(caption)
+    assert {"scary", "cute"} <= set(C.DISTRACTOR_WORDS)  # instruction words, as noise only
+    assert not set(C.DISTRACTOR_WORDS) & (S.CAPTION_WORDS | set(S.SUBJECTS))
+    assert "generate_distracted" not in C.MIX  # off unless PretrainConfig.distract > 0
+
+
 def test_warm_kinds_read_details_and_paint_stated_colours():
     from seer.world import corpus as C
 

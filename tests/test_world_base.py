@@ -127,6 +127,8 @@ def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
         PretrainConfig(evaluator_prior="coin")
     with pytest.raises(ValueError, match="evaluator_steps"):
         PretrainConfig(evaluator_steps=-1)
+    with pytest.raises(ValueError, match="distract"):
+        PretrainConfig(distract=1.5)
     cfg.steps, cfg.resume = 6, True
     meta2 = pretrain(cfg)
     assert meta2["steps_done"] == 6

@@ -4,8 +4,11 @@
    (unmentioned material/style/accessory default; unmentioned colour/background/size are drawn at random), with
    varied phrasings and 0–6 neutral filler words around the caption so the generator learns to read only caption
    words. No abstract word and no instruction word ever appears on this side (``FILLERS`` excludes every word of
-   every registered instruction), so a naive ``a ⊕ p0`` of a Hard instruction renders the prompt alone (Type III);
-   Simple instructions that contain a caption word ("carved out of ice") may partly work naively, as in the paper.
+   every registered instruction), so the generator cannot draw a Hard instruction from a naive ``a ⊕ p0``. The aim
+   was that it renders the prompt alone (Type III); the shipped base instead draws patchwork noise for most
+   ``a ⊕ p0`` (words it never saw here throw its image tokens off). ``generate_distracted`` (a pretraining option,
+   ``PretrainConfig.distract``) puts a clause of non-caption words, instruction words among them, before some
+   captions, so the generator learns to pass over them without learning what they mean.
 2. **Understanding**: image → caption; image + question → answer for every concrete attribute and for every concept,
    ID and OOD ("<image> does it look scary yet cute ?" → "yes"/"no", balanced), and concept definitions in words
    ("what makes something look scary yet cute ?" → "night , pink and small"): the model *knows* what concepts look
@@ -51,12 +54,18 @@ _FILLER_CANDIDATES = (
 ).split()
 INSTRUCTION_WORDS = frozenset(w for t in S.INSTRUCTIONS for w in S.tokenize(t))
 FILLERS = tuple(w for w in _FILLER_CANDIDATES if w not in INSTRUCTION_WORDS and w not in S.CAPTION_WORDS)
+# "generate_distracted" (off in the shipped base): a clause of these words, unrelated to the image, before the caption.
+# Instruction words appear here only as noise, so the generator learns to pass over words it cannot draw (a naive
+# a ⊕ p0 renders the prompt, Type III) and never what they mean. Without it, the shipped base drew patchwork noise for
+# a ⊕ p0: words it never saw on this side threw its image tokens off.
+DISTRACTOR_WORDS = tuple(sorted((INSTRUCTION_WORDS | set(FILLERS)) - S.CAPTION_WORDS - set(S.SUBJECTS)
+                                - S.FUNCTION_WORDS - {"."}))
 CAPTION_PREFIXES = tuple(p for p in ("", "", "", "a picture of", "an image of", "draw", "please draw", "a photo of",
                                       "generate", "depict", "an illustration of", "a scene featuring")
                          if not set(p.split()) & INSTRUCTION_WORDS - {"a"})
 
 KINDS = ("generate", "describe", "ask", "read", "concept_ask", "define", "reprompt", "evaluate", "read_detail", "paint",
-         "evaluate_judged", "evaluate_balanced", "evaluate_paths")
+         "evaluate_judged", "evaluate_balanced", "evaluate_paths", "generate_distracted")
 MIX = {"generate": 0.40, "describe": 0.10, "ask": 0.14, "concept_ask": 0.12, "define": 0.03, "reprompt": 0.14,
        "evaluate": 0.07}
 
@@ -233,6 +242,10 @@ def make_example(kind: str, rng: np.random.Generator) -> tuple[str, tuple]:
     if kind == "generate":
         text, spec = random_caption(rng)
         return "image", (with_fillers(text, rng), render(spec, seed)[0])
+    if kind == "generate_distracted":
+        text, spec = random_caption(rng)
+        clause = " ".join(_rand(rng, DISTRACTOR_WORDS) for _ in range(int(rng.integers(3, 11))))
+        return "image", (f"{clause} . {with_fillers(text, rng)}", render(spec, seed)[0])
     if kind == "describe":
         img, spec = render(None, seed)
         return "text", (Context(f"{_OPEN} describe the image .", (img,)), full_caption(spec))

@@ -81,6 +81,7 @@ class PretrainConfig:
     paint_steps: int = 0  # warm phase 3: "paint" batches (captions stating colour/material → image); trial: 450
     evaluator_steps: int = 0  # warm phase 4: batches of the evaluator prior's kind (forms the pairwise reading)
     evaluator_prior: str = "captions"  # "captions" (shipped), "judged", "balanced" or "paths" (corpus.EVALUATOR_PRIORS)
+    distract: float = 0.0  # share of the main mix's "generate" batches that are "generate_distracted" (shipped: 0)
     hidden: int = 192  # transformer width
     layers: int = 4  # transformer layers
     heads: int = 4  # attention heads
@@ -97,6 +98,8 @@ class PretrainConfig:
         if self.evaluator_prior not in EVALUATOR_PRIORS:
             raise ValueError(f"evaluator_prior: expected one of {', '.join(map(repr, EVALUATOR_PRIORS))}, "
                              f"got {self.evaluator_prior!r}")
+        if not 0.0 <= self.distract <= 1.0:
+            raise ValueError(f"distract: expected a share in [0, 1], got {self.distract}")
         for name in ("warm_steps", "detail_steps", "paint_steps", "evaluator_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected a number of steps >= 0, got {getattr(self, name)}")
@@ -187,6 +190,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
     mix = dict(C.MIX)
     evaluator_kind = C.EVALUATOR_PRIORS[cfg.evaluator_prior]
     mix[evaluator_kind] = mix.pop("evaluate")
+    if cfg.distract:
+        mix["generate_distracted"] = mix["generate"] * cfg.distract
+        mix["generate"] *= 1 - cfg.distract
     probs = np.array([mix.get(k, 0.0) for k in kinds])
     probs = probs / probs.sum()
     warm_ends = np.cumsum([cfg.warm_steps, cfg.detail_steps, cfg.paint_steps, cfg.evaluator_steps])
