@@ -15,8 +15,9 @@ The corpus and why it builds the cognitive gap in are documented in :mod:`seer.w
   phases of one kind each (``corpus.WARM_KINDS``: subject/colour questions for ``warm_steps``, material/accessory
   questions for ``detail_steps``, colour/material captions → images for ``paint_steps``; why, see there; then
   ``evaluator_steps`` of the evaluator prior's own kind, which formed the two-image reading in a fine-tune), then
-  kinds drawn by ``corpus.MIX``; every batch is fresh (an endless stream of renders: no epoch, no overfitting to a
-  fixed set);
+  kinds drawn by ``corpus.MIX`` (with ``distract`` > 0, that share of its "generate" batches become
+  "generate_distracted": a clause of words the generator cannot draw before the caption); every batch is fresh (an
+  endless stream of renders: no epoch, no overfitting to a fixed set);
 * the schedule's progress is ``max(step / steps, elapsed / budget)``, so a run cut by its wall-time budget still ends
   with a fully decayed learning rate;
 * the backend freezes the image-token rows (ϕ) with gradient hooks for RL; pretraining trains a hook-free copy of the
