@@ -172,7 +172,7 @@ def test_every_corpus_kind_of_both_mixes_makes_an_example():
     rng = np.random.default_rng(2)
     for kind in C.KINDS:
         what, payload = C.make_example(kind, rng)
-        assert what == ("image" if kind in ("generate", "paint") else "text")
+        assert what == ("image" if kind in ("generate", "paint", "generate_distracted") else "text")
         if what == "text":
             ctx, completion = payload
             assert isinstance(ctx, Context) and completion.strip()
