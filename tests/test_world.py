@@ -296,6 +296,24 @@ def test_distracted_captions_put_a_clause_the_generator_cannot_draw_before_the_c
     assert "generate_distracted" not in C.MIX  # off unless PretrainConfig.distract > 0
 
 
+def test_follow_kind_is_the_paths_prior_behind_a_text_only_context():
+    import re
+
+    from seer.prompts import parse_verdict
+    from seer.world import corpus as C
+
+    rng = np.random.default_rng(6)
+    followed = []
+    for _ in range(100):
+        kind, (ctx, completion) = C.make_example("follow", rng)
+        assert kind == "text" and ctx.text == C.FOLLOW_CONTEXT and ctx.images == ()
+        ok_a, ok_b = re.search(r"(yes|no) \. image B shows [^.]* \. \w+ (yes|no) \.", completion).groups()
+        if ok_a != ok_b:
+            followed.append(parse_verdict(completion).answer == ("A" if ok_a == "yes" else "B"))
+    assert len(followed) > 30 and all(followed)
+    assert "follow" not in C.MIX
+
+
 def test_warm_kinds_read_details_and_paint_stated_colours():
     from seer.world import corpus as C
 

@@ -113,13 +113,13 @@ def test_corrupted_oracle_is_an_error(tmp_path):
 def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
     from seer.world.pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(out=str(tmp_path / "wb"), steps=4, minutes=5, batch=4, hidden=32, layers=1, heads=2,
+    cfg = PretrainConfig(out=str(tmp_path / "wb"), steps=5, minutes=5, batch=4, hidden=32, layers=1, heads=2,
                          oracle_steps=2, codebook_images=50, checkpoint_every=2, warmup=1, warm_steps=1,
-                         detail_steps=1, paint_steps=1, evaluator_steps=1, evaluator_prior="balanced")
+                         detail_steps=1, paint_steps=1, follow_steps=1, evaluator_steps=1, evaluator_prior="balanced")
     meta = pretrain(cfg)
-    assert meta["steps_done"] == 4
+    assert meta["steps_done"] == 5
     # one step of each warm phase, the last of the evaluator prior's own kind
-    assert set(meta["final_loss_by_kind"]) == {"read", "read_detail", "paint", "evaluate_balanced"}
+    assert set(meta["final_loss_by_kind"]) == {"read", "read_detail", "paint", "follow", "evaluate_balanced"}
     assert (tmp_path / "wb" / "ckpt.pt").is_file()
     backend, oracle, _ = load_base(tmp_path / "wb")
     assert len(backend.generate_images(["a cat"], [0])) == 1
@@ -129,9 +129,9 @@ def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
         PretrainConfig(evaluator_steps=-1)
     with pytest.raises(ValueError, match="distract"):
         PretrainConfig(distract=1.5)
-    cfg.steps, cfg.resume = 6, True
+    cfg.steps, cfg.resume = 7, True
     meta2 = pretrain(cfg)
-    assert meta2["steps_done"] == 6
+    assert meta2["steps_done"] == 7
 
 
 @pytest.mark.slow

@@ -65,7 +65,7 @@ CAPTION_PREFIXES = tuple(p for p in ("", "", "", "a picture of", "an image of", 
                          if not set(p.split()) & INSTRUCTION_WORDS - {"a"})
 
 KINDS = ("generate", "describe", "ask", "read", "concept_ask", "define", "reprompt", "evaluate", "read_detail", "paint",
-         "evaluate_judged", "evaluate_balanced", "evaluate_paths", "generate_distracted")
+         "evaluate_judged", "evaluate_balanced", "evaluate_paths", "generate_distracted", "follow")
 MIX = {"generate": 0.40, "describe": 0.10, "ask": 0.14, "concept_ask": 0.12, "define": 0.03, "reprompt": 0.14,
        "evaluate": 0.07}
 
@@ -92,6 +92,12 @@ DETAIL_WEIGHTS = {"material": 0.35, "accessory": 0.35, "subject": 0.15, "colour"
 # rendered phase-1 pairs 43% -> 93% of the time, but its verdicts did not come to follow its judgements (greedy
 # 38-55%), and RLVR from it stayed at chance while its judgements decayed.
 VERDICT_FOLLOWS = 0.65
+# "follow" (``PretrainConfig.follow_steps``, off in the shipped base): the paths prior's completions behind a
+# text-only context, so the verdict learns to name the image its trace passed. Measured as a fine-tune of the shipped
+# base (lr 1e-3): teacher-forced, the verdict followed the trace 47% -> 94% (50 steps) -> 100% (100 steps), and then
+# also behind the prior's own two-image contexts (80 of 80); with the images in the context, 120-300 steps of the
+# paths prior reached only 58-59%.
+FOLLOW_CONTEXT = "which image is better ?"
 # PretrainConfig.evaluator_prior → the corpus kind that carries it
 EVALUATOR_PRIORS = {"captions": "evaluate", "judged": "evaluate_judged", "balanced": "evaluate_balanced",
                     "paths": "evaluate_paths"}
@@ -285,6 +291,9 @@ def make_example(kind: str, rng: np.random.Generator) -> tuple[str, tuple]:
         return "text", (Context(DEFAULT_TEMPLATES.reprompt_text(instr.text, prompt)), completion)
     if kind in _PRIOR_OF_KIND:
         return evaluate_example(rng, seed, _PRIOR_OF_KIND[kind])
+    if kind == "follow":
+        _, (_, completion) = evaluate_example(rng, seed, "paths")
+        return "text", (Context(FOLLOW_CONTEXT), completion)
     raise ValueError(f"unknown corpus kind {kind!r}; known: {KINDS}")
 
 

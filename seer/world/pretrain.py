@@ -11,10 +11,12 @@ The corpus and why it builds the cognitive gap in are documented in :mod:`seer.w
   chance level, after 50 min) while it did learn background and style, which fill most of the image: a probe that
   trained only "what is it ?" / "what colour is it ?" stayed at chance for 400 steps at 2e-3, and read both at
   ~100% after 400 steps at 7e-4 with warm-up (the attention that finds the few subject cells never formed at 2e-3);
-* each batch holds one corpus kind, so sequences in a batch have similar lengths and little padding: four warm
+* each batch holds one corpus kind, so sequences in a batch have similar lengths and little padding: five warm
   phases of one kind each (``corpus.WARM_KINDS``: subject/colour questions for ``warm_steps``, material/accessory
   questions for ``detail_steps``, colour/material captions → images for ``paint_steps``; why, see there; then
-  ``evaluator_steps`` of the evaluator prior's own kind, which formed the two-image reading in a fine-tune), then
+  ``follow_steps`` of the paths prior's completions behind a text-only context (``corpus.FOLLOW_CONTEXT``: the verdict
+  learns to name the image its trace passed, which it did not learn behind images) and ``evaluator_steps`` of the
+  evaluator prior's own kind, which formed the two-image reading in a fine-tune), then
   kinds drawn by ``corpus.MIX`` (with ``distract`` > 0, that share of its "generate" batches become
   "generate_distracted": a clause of words the generator cannot draw before the caption); every batch is fresh (an
   endless stream of renders: no epoch, no overfitting to a fixed set);
@@ -80,7 +82,8 @@ class PretrainConfig:
     warm_steps: int = 450  # warm phase 1: "read" batches (subject/colour questions; corpus.WARM_KINDS)
     detail_steps: int = 0  # warm phase 2: "read_detail" batches (material/accessory questions); trial: 300
     paint_steps: int = 0  # warm phase 3: "paint" batches (captions stating colour/material → image); trial: 450
-    evaluator_steps: int = 0  # warm phase 4: batches of the evaluator prior's kind (forms the pairwise reading)
+    follow_steps: int = 0  # warm phase 4: "follow" batches (the verdict names the image its trace passed)
+    evaluator_steps: int = 0  # warm phase 5: batches of the evaluator prior's kind (forms the pairwise reading)
     evaluator_prior: str = "captions"  # "captions" (shipped), "judged", "balanced" or "paths" (corpus.EVALUATOR_PRIORS)
     distract: float = 0.0  # share of the main mix's "generate" batches that are "generate_distracted" (shipped: 0)
     hidden: int = 192  # transformer width
@@ -101,7 +104,7 @@ class PretrainConfig:
                              f"got {self.evaluator_prior!r}")
         if not 0.0 <= self.distract <= 1.0:
             raise ValueError(f"distract: expected a share in [0, 1], got {self.distract}")
-        for name in ("warm_steps", "detail_steps", "paint_steps", "evaluator_steps"):
+        for name in ("warm_steps", "detail_steps", "paint_steps", "follow_steps", "evaluator_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected a number of steps >= 0, got {getattr(self, name)}")
 
@@ -196,8 +199,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
         mix["generate"] *= 1 - cfg.distract
     probs = np.array([mix.get(k, 0.0) for k in kinds])
     probs = probs / probs.sum()
-    warm_ends = np.cumsum([cfg.warm_steps, cfg.detail_steps, cfg.paint_steps, cfg.evaluator_steps])
-    warm = [np.array([float(k == w) for k in kinds]) for w in (*C.WARM_KINDS, evaluator_kind)]
+    warm_ends = np.cumsum([cfg.warm_steps, cfg.detail_steps, cfg.paint_steps, cfg.follow_steps, cfg.evaluator_steps])
+    warm = [np.array([float(k == w) for k in kinds]) for w in (*C.WARM_KINDS, "follow", evaluator_kind)]
     budget = cfg.minutes * 60
     t_loop = time.time()
     losses: dict[str, list[float]] = {k: [] for k in kinds}
@@ -213,7 +216,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         progress = max(step / cfg.steps, elapsed / budget)
         for g in opt.param_groups:
             g["lr"] = lr_at(progress, step, cfg)
-        phase = int(np.searchsorted(warm_ends, step, side="right"))  # 0-3: warm phases; 4: the main mix
+        phase = int(np.searchsorted(warm_ends, step, side="right"))  # 0-4: warm phases; 5: the main mix
         # a warm phase draws its one kind through rng.choice too, so the stream matches the shipped base's run
         kind = kinds[int(rng.choice(len(kinds), p=warm[phase] if phase < len(warm) else probs))]
         batch = backend0.collate([C.encode(backend0, C.make_example(kind, rng)) for _ in range(cfg.batch)])
