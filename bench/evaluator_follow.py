@@ -32,22 +32,14 @@ VERDICT = re.compile(r"<answer> ([AB]) </answer>")
 
 
 def contexts(data: Path, phase: int, n: int, seed: int):
-    """Evaluator contexts of the first ``n`` training quadruplets of ``phase``, and the position of the chosen image."""
-    from seer.backends.base import Context
-    from seer.data import load_image, load_quadruplets
-    from seer.prompts import DEFAULT_TEMPLATES
+    """Evaluator contexts of the first ``n`` training quadruplets of ``phase`` (the chosen image at A or B by a seeded
+    coin, as ``seer world report`` shows them), and the position of the chosen image."""
+    from seer.data import load_quadruplets
+    from seer.world.report import shuffled_pairs
 
-    quads = [q for q in load_quadruplets(data / "quadruplets_train.jsonl") if q.phase == phase][:n]
-    rng = np.random.default_rng([seed, phase])
-    ctxs, labels = [], []
-    for q in quads:
-        chosen, rejected = (load_image(data / rel, where=f"{data}: {rel}")
-                            for rel in (q.image_chosen, q.image_rejected))
-        label = "A" if rng.random() < 0.5 else "B"
-        ctxs.append(Context(DEFAULT_TEMPLATES.evaluator_text(q.instruction, q.prompt),
-                            (chosen, rejected) if label == "A" else (rejected, chosen)))
-        labels.append(label)
-    return ctxs, labels
+    path = data / "quadruplets_train.jsonl"
+    quads = [q for q in load_quadruplets(path) if q.phase == phase][:n]
+    return shuffled_pairs(quads, path, np.random.default_rng([seed, phase]))
 
 
 def score(texts: list[list[str]], labels: list[str]) -> dict[str, float | int]:

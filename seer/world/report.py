@@ -145,7 +145,7 @@ def gap(backend, oracle, samples, seed: int) -> dict:
     return res
 
 
-def _shuffled_pairs(quads, quads_path: Path, rng: np.random.Generator) -> tuple[list[Context], list[str]]:
+def shuffled_pairs(quads, quads_path: Path, rng: np.random.Generator) -> tuple[list[Context], list[str]]:
     """Evaluator contexts with each pair's chosen image at A or B by a coin, and the labels naming it."""
     ctxs, labels = [], []
     for q in quads:
@@ -159,7 +159,7 @@ def _shuffled_pairs(quads, quads_path: Path, rng: np.random.Generator) -> tuple[
 
 def pairwise_zero_shot(backend, quads_path: Path, seed: int, n_samples: int = 4) -> dict:
     quads = load_quadruplets(quads_path)
-    ctxs, labels = _shuffled_pairs(quads, quads_path, np.random.default_rng([seed, 3]))
+    ctxs, labels = shuffled_pairs(quads, quads_path, np.random.default_rng([seed, 3]))
     greedy = _texts(backend, ctxs, max_new_tokens=48)
     sampled = _texts(backend, ctxs, n=n_samples, greedy=False, max_new_tokens=48, seed=seed)
 
@@ -186,7 +186,7 @@ def evaluator_sight_and_comparison(backend, quads_path: Path, seed: int, n: int 
     quads = [q for q in load_quadruplets(quads_path) if q.phase == 1][:n]
     if not quads:
         return {"n": 0, "note": "no phase-1 quadruplets"}
-    ctxs, labels = _shuffled_pairs(quads, quads_path, np.random.default_rng([seed, 4]))
+    ctxs, labels = shuffled_pairs(quads, quads_path, np.random.default_rng([seed, 4]))
     chosen_right, rejected_as_prompt, compared, accuracy = [], [], [], []
     for (text,), q, label in zip(_texts(backend, ctxs, max_new_tokens=64), quads, labels, strict=True):
         captions = dict(re.findall(r"image ([AB]) shows ([^.<]*)", text))
