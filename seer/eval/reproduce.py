@@ -276,13 +276,15 @@ def step_systems(rep: Reproduction) -> dict[str, Any]:
     from seer.eval import win_ratio as W
 
     samples = _test_samples(rep)
-    seer_policy = _open(rep, "rlmt")
+    opened = {"rlmt": _open(rep, "rlmt")}  # checkpoint key -> backend, each loaded once
+    if rep.protocol.generator == "base":
+        opened["base"] = _open(rep, "base")
     # every system's prompt goes through one generator G (Protocol.generator)
-    generator = _open(rep, "base") if rep.protocol.generator == "base" else seer_policy
+    generator = opened["base" if rep.protocol.generator == "base" else "rlmt"]
     out = {}
     for name, label, source in SYSTEMS:
         if source in ("base", "rlvr", "rlmt"):
-            policy = seer_policy if source == "rlmt" else _open(rep, source)
+            policy = opened[source] if source in opened else _open(rep, source)
             reprompts = W.policy_reprompts(policy, samples, max_new_tokens=rep.protocol.reprompt_max_new_tokens,
                                            desc=f"reprompts: {label}")
         elif source == "naive":
@@ -538,9 +540,10 @@ def reproduce(
     out = Path(out)
     protocol = protocol or (QUICK if quick else FULL)
     if generator is not None:
-        if generator not in GENERATORS:
-            raise UserError(f"--generator {generator!r}: expected one of {', '.join(GENERATORS)}")
-        protocol = replace(protocol, generator=generator)
+        try:
+            protocol = replace(protocol, generator=generator)  # Protocol checks the name
+        except ValueError as e:
+            raise UserError(f"--generator: {e}") from e
     if (out / "steps").is_dir() and any((out / "steps").iterdir()) and not (resume or overwrite):
         raise UserError(f"{out}: a reproduction is already there; pass --resume to continue it or --overwrite to "
                         "start afresh")
