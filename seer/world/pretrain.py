@@ -232,7 +232,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         bar.update(1)
         if step % 25 == 0:
             recent = {k: round(float(np.mean(v[-5:])), 3) for k, v in losses.items() if v}
-            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+            bar.set_postfix(loss=f"{losses[kind][-1]:.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
             with log_path.open("a") as f:
                 f.write(json.dumps({"step": step, "elapsed_s": round(elapsed, 1), "lr": opt.param_groups[0]["lr"],
                                     "loss": recent}) + "\n")
