@@ -45,6 +45,13 @@ captions naming the prompt's subject for 76% of the chosen and 78% of the swappe
 traces tell the images apart, was 18%), but the verdict picked the image its caption matched 51% of the time and
 RLVR phase 1 from it stayed at chance (10-step means 0.46-0.52 over 90 steps).
 
+A fourth trial (2026-11-22, README "The world's base today"): ``--follow-steps 100 --evaluator-prior paths
+--evaluator-steps 300``, 52 min then resumed to 70 min. Its sampled verdicts followed its own trace 0.97-0.98 of the
+time (the shipped base's traces judge nothing), and at 70 min it read material 99% and answered concrete questions
+0.95, but the checks in its traces were at chance (0.51-0.54 right where one image passes), subject generation fell
+82% -> 67% and the base policy's reprompts satisfied 2.3% of the test instructions (6.6%); RLVR from it learned the
+"prefer the edited image" shortcut all the same. Not shipped.
+
 Output directory: ``umm/`` (the backend, weights stored in bf16), ``oracle.safetensors`` + ``oracle.json``,
 ``world.json`` (config, versions, wall times, world fingerprint).
 """
