@@ -218,6 +218,28 @@ def test_codebook_exact_on_blocky_images_and_shapes(tmp_path):
         cb.decode(np.full((1, 16), 9))
 
 
+def test_codebook_centre_order_is_a_permutation_of_raster_tokens(tmp_path):
+    from seer.backends.image_tokenizer import patch_order
+
+    imgs = _blocky_images(10)
+    raster = PatchCodebook.fit(imgs, num_codes=8, patch=4, seed=0)
+    centre = raster.with_order("centre")
+    order = patch_order("centre", (4, 4))
+    assert sorted(order) == list(range(16)) and order[0] == 2 * 4 + 2  # the centre cell first
+    # ring 1 before ring 2: every cell at Chebyshev distance 1 from the centre comes before any farther one
+    ring = [max(abs(k // 4 - 2), abs(k % 4 - 2)) for k in order]
+    assert ring == sorted(ring)
+    codes_r, codes_c = raster.encode(imgs), centre.encode(imgs)
+    np.testing.assert_array_equal(codes_c, codes_r[:, order])
+    np.testing.assert_array_equal(centre.decode(codes_c), imgs)  # the order changes tokens, never the image
+    centre.save(tmp_path)
+    loaded = PatchCodebook.load(tmp_path)
+    assert loaded.order == "centre"
+    np.testing.assert_array_equal(loaded.encode(imgs), codes_c)
+    with pytest.raises(BackendError, match="order 'spiral': expected one of raster, centre"):
+        raster.with_order("spiral")
+
+
 def test_codebook_kmeans_reduces_error():
     rng = np.random.default_rng(1)
     imgs = np.clip(_blocky_images(30).astype(int) + rng.integers(-20, 20, (30, 16, 16, 3)), 0, 255).astype(np.uint8)

@@ -172,7 +172,7 @@ def test_every_corpus_kind_of_both_mixes_makes_an_example():
     rng = np.random.default_rng(2)
     for kind in C.KINDS:
         what, payload = C.make_example(kind, rng)
-        assert what == ("image" if kind in ("generate", "paint", "generate_distracted") else "text")
+        assert what == ("image" if kind in ("generate", "paint", "generate_distracted", "generate_uncond") else "text")
         if what == "text":
             ctx, completion = payload
             assert isinstance(ctx, Context) and completion.strip()
@@ -294,6 +294,16 @@ def test_distracted_captions_put_a_clause_the_generator_cannot_draw_before_the_c
     assert {"scary", "cute"} <= set(C.DISTRACTOR_WORDS)  # instruction words, as noise only
     assert not set(C.DISTRACTOR_WORDS) & (S.CAPTION_WORDS | set(S.SUBJECTS))
     assert "generate_distracted" not in C.MIX  # off unless PretrainConfig.distract > 0
+
+
+def test_unconditional_examples_drop_the_prompt_and_keep_the_captions_images():
+    from seer.world import corpus as C
+
+    rng = np.random.default_rng(5)
+    examples = [C.make_example("generate_uncond", rng) for _ in range(40)]
+    assert all(kind == "image" and prompt == "" and image.shape == (32, 32, 3) for kind, (prompt, image) in examples)
+    assert len({image.tobytes() for _, (_, image) in examples}) == 40
+    assert "generate_uncond" not in C.MIX  # off unless PretrainConfig.uncond > 0
 
 
 def test_follow_kind_is_the_paths_prior_behind_a_text_only_context():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -129,9 +130,29 @@ def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
         PretrainConfig(evaluator_steps=-1)
     with pytest.raises(ValueError, match="distract"):
         PretrainConfig(distract=1.5)
+    with pytest.raises(ValueError, match="uncond"):
+        PretrainConfig(distract=0.6, uncond=0.5)
+    with pytest.raises(ValueError, match="image_order"):
+        PretrainConfig(image_order="spiral")
+    with pytest.raises(ValueError, match="'raster' order and .*ckpt.pt was trained on them"):
+        pretrain(replace(cfg, steps=7, resume=True, image_order="centre"))
     cfg.steps, cfg.resume = 7, True
     meta2 = pretrain(cfg)
     assert meta2["steps_done"] == 7
+
+
+@pytest.mark.slow
+def test_pretrain_centre_order_and_unconditional_batches(tmp_path):
+    from seer.world.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(out=str(tmp_path / "wc"), steps=12, minutes=5, batch=4, hidden=32, layers=1, heads=2,
+                         oracle_steps=2, codebook_images=50, warmup=1, warm_steps=0, uncond=0.9,
+                         image_order="centre")
+    meta = pretrain(cfg)
+    assert "generate_uncond" in meta["final_loss_by_kind"]  # 36% of the mix (seeded stream)
+    backend, _, _ = load_base(tmp_path / "wc", image_cfg_scale=3.0)
+    assert backend.image_tokenizer.order == "centre"
+    assert len(backend.generate_images(["a cat", "a red key"], [0, 1])) == 2
 
 
 @pytest.mark.slow

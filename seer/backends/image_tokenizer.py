@@ -4,7 +4,9 @@ An image tokenizer turns an (H, W, 3) uint8 RGB image into ``tokens_per_image`` 
 ``[0, num_codes)`` and back. It belongs to the generation parameters ϕ: it is fitted once and never trained by SEER.
 
 :class:`PatchCodebook` is the simplest faithful one: non-overlapping ``patch x patch`` RGB patches, each replaced
-by its nearest centroid of a k-means codebook (raster order). It is what the world testbed ships.
+by its nearest centroid of a k-means codebook. It is what the world testbed ships. The token order is ``"raster"``
+(row by row, as Janus's VQ tokens) or ``"centre"``: the centre cell first, then ring after ring outwards (each ring
+clockwise from its top-left corner), so an object drawn at the centre is generated before its surroundings.
 """
 
 from __future__ import annotations
@@ -35,12 +37,33 @@ class ImageTokenizer(Protocol):
     def save(self, path: str | Path) -> None: ...
 
 
+ORDERS = ("raster", "centre")
+
+
+def patch_order(order: str, grid: tuple[int, int]) -> np.ndarray:
+    """The raster indices of a ``grid`` of patches in token order ``order`` (one of :data:`ORDERS`)."""
+    gh, gw = grid
+    if order == "raster":
+        return np.arange(gh * gw)
+    if order != "centre":
+        raise BackendError(f"image token order {order!r}: expected one of {', '.join(ORDERS)}")
+    ci, cj = gh // 2, gw // 2
+
+    def key(k: int) -> tuple[int, float]:
+        i, j = divmod(k, gw)
+        di, dj = i - ci, j - cj
+        # ring, then the clockwise angle from the ring's top-left corner
+        return max(abs(di), abs(dj)), (np.arctan2(dj, -di) - np.arctan2(-1, 1)) % (2 * np.pi)
+
+    return np.array(sorted(range(gh * gw), key=key))
+
+
 class PatchCodebook:
-    """k-means codebook over non-overlapping RGB patches."""
+    """k-means codebook over non-overlapping RGB patches; tokens in ``order`` (:data:`ORDERS`)."""
 
     FILE = "image_tokenizer.npz"
 
-    def __init__(self, centroids: np.ndarray, image_size: tuple[int, int], patch: int):
+    def __init__(self, centroids: np.ndarray, image_size: tuple[int, int], patch: int, order: str = "raster"):
         centroids = np.asarray(centroids, dtype=np.float32)
         h, w = image_size
         if h % patch or w % patch:
@@ -52,7 +75,14 @@ class PatchCodebook:
         self.patch = int(patch)
         self.num_codes = int(centroids.shape[0])
         self.tokens_per_image = (h // patch) * (w // patch)
+        self.order = order
+        self._perm = patch_order(order, (h // patch, w // patch))  # token t is raster patch _perm[t]
+        self._inv = np.argsort(self._perm)
         self._c_sq = (centroids**2).sum(1)
+
+    def with_order(self, order: str) -> PatchCodebook:
+        """The same codebook emitting tokens in another order."""
+        return PatchCodebook(self.centroids, self.image_size, self.patch, order)
 
     # -- patches <-> images -------------------------------------------------------------------------------------
     def _to_patches(self, images: np.ndarray) -> np.ndarray:
@@ -65,12 +95,13 @@ class PatchCodebook:
                                f"got {tuple(images.shape)}")
         p = self.patch
         x = images.reshape(n, h // p, p, w // p, p, 3).transpose(0, 1, 3, 2, 4, 5)
-        return x.reshape(n, (h // p) * (w // p), p * p * 3).astype(np.float32)
+        return x.reshape(n, (h // p) * (w // p), p * p * 3)[:, self._perm].astype(np.float32)
 
     def _from_patches(self, patches: np.ndarray) -> np.ndarray:
         n = patches.shape[0]
         h, w = self.image_size
         p = self.patch
+        patches = patches[:, self._inv]
         x = patches.reshape(n, h // p, w // p, p, p, 3).transpose(0, 1, 3, 2, 4, 5).reshape(n, h, w, 3)
         return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
@@ -155,9 +186,9 @@ class PatchCodebook:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         np.savez(path / self.FILE, centroids=self.centroids, image_size=np.array(self.image_size),
-                 patch=np.array(self.patch))
+                 patch=np.array(self.patch), order=np.array(self.order))
         (path / "image_tokenizer.json").write_text(json.dumps(
-            {"kind": "patch_codebook", "num_codes": self.num_codes, "patch": self.patch,
+            {"kind": "patch_codebook", "num_codes": self.num_codes, "patch": self.patch, "order": self.order,
              "image_size": list(self.image_size), "tokens_per_image": self.tokens_per_image}, indent=2) + "\n")
 
     @classmethod
@@ -167,6 +198,9 @@ class PatchCodebook:
             raise BackendError(f"{f}: image tokenizer file missing")
         try:
             z = np.load(f)
-            return cls(z["centroids"], tuple(int(v) for v in z["image_size"]), int(z["patch"]))
+            order = str(z["order"]) if "order" in z.files else "raster"  # files written before orders existed
+            return cls(z["centroids"], tuple(int(v) for v in z["image_size"]), int(z["patch"]), order)
+        except BackendError as e:
+            raise BackendError(f"{f}: {e}") from e
         except (KeyError, ValueError, OSError) as e:
             raise BackendError(f"{f}: corrupted image tokenizer ({e})") from e

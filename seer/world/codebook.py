@@ -12,13 +12,14 @@ from seer.world.render import CELL, GRID, all_patches, render
 NUM_CODES = 1024
 
 
-def fit_codebook(seed: int = 0, n_images: int = 3000, num_codes: int = NUM_CODES) -> PatchCodebook:
+def fit_codebook(seed: int = 0, n_images: int = 3000, num_codes: int = NUM_CODES,
+                 order: str = "raster") -> PatchCodebook:
     """k-means over the patches of ``n_images`` random renders plus an atlas of every patch the renderer can draw
     (a few images tiling :func:`all_patches`), so rare combinations are never left to a neighbouring centroid."""
     rng = np.random.default_rng(seed)
     images = np.stack([render(None, int(s))[0] for s in rng.integers(0, 2**31, n_images)])
     images = np.concatenate([images, _atlas()])
-    return PatchCodebook.fit(images, num_codes, CELL, seed=seed)
+    return PatchCodebook.fit(images, num_codes, CELL, seed=seed).with_order(order)
 
 
 def _atlas() -> np.ndarray:
@@ -36,7 +37,7 @@ class LookupCodebook(PatchCodebook):
     nearest-centroid search. Renders consist of centroid patches only, so the corpus encodes ~10x faster."""
 
     def __init__(self, codebook: PatchCodebook):
-        super().__init__(codebook.centroids, codebook.image_size, codebook.patch)
+        super().__init__(codebook.centroids, codebook.image_size, codebook.patch, codebook.order)
         exact = np.rint(self.centroids).astype(np.uint8)
         self._lut: dict[bytes, int] = {}
         for k in range(self.num_codes):

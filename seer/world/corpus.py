@@ -65,7 +65,7 @@ CAPTION_PREFIXES = tuple(p for p in ("", "", "", "a picture of", "an image of", 
                          if not set(p.split()) & INSTRUCTION_WORDS - {"a"})
 
 KINDS = ("generate", "describe", "ask", "read", "concept_ask", "define", "reprompt", "evaluate", "read_detail", "paint",
-         "evaluate_judged", "evaluate_balanced", "evaluate_paths", "generate_distracted", "follow")
+         "evaluate_judged", "evaluate_balanced", "evaluate_paths", "generate_distracted", "follow", "generate_uncond")
 MIX = {"generate": 0.40, "describe": 0.10, "ask": 0.14, "concept_ask": 0.12, "define": 0.03, "reprompt": 0.14,
        "evaluate": 0.07}
 
@@ -252,6 +252,9 @@ def make_example(kind: str, rng: np.random.Generator) -> tuple[str, tuple]:
         text, spec = random_caption(rng)
         clause = " ".join(_rand(rng, DISTRACTOR_WORDS) for _ in range(int(rng.integers(3, 11))))
         return "image", (f"{clause} . {with_fillers(text, rng)}", render(spec, seed)[0])
+    if kind == "generate_uncond":  # the prompt dropped, for classifier-free guidance (PretrainConfig.uncond)
+        _, spec = random_caption(rng)
+        return "image", ("", render(spec, seed)[0])
     if kind == "describe":
         img, spec = render(None, seed)
         return "text", (Context(f"{_OPEN} describe the image .", (img,)), full_caption(spec))

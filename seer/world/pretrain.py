@@ -93,6 +93,8 @@ class PretrainConfig:
     evaluator_steps: int = 0  # warm phase 5: batches of the evaluator prior's kind (forms the pairwise reading)
     evaluator_prior: str = "captions"  # "captions" (shipped), "judged", "balanced" or "paths" (corpus.EVALUATOR_PRIORS)
     distract: float = 0.0  # share of the main mix's "generate" batches that are "generate_distracted" (shipped: 0)
+    uncond: float = 0.0  # share of the main mix's "generate" batches with the prompt dropped (for image_cfg_scale > 1)
+    image_order: str = "raster"  # image token order: "raster" or "centre" (seer.backends.image_tokenizer.ORDERS)
     hidden: int = 192  # transformer width
     layers: int = 4  # transformer layers
     heads: int = 4  # attention heads
@@ -109,8 +111,15 @@ class PretrainConfig:
         if self.evaluator_prior not in EVALUATOR_PRIORS:
             raise ValueError(f"evaluator_prior: expected one of {', '.join(map(repr, EVALUATOR_PRIORS))}, "
                              f"got {self.evaluator_prior!r}")
+        from seer.backends.image_tokenizer import ORDERS
+
         if not 0.0 <= self.distract <= 1.0:
             raise ValueError(f"distract: expected a share in [0, 1], got {self.distract}")
+        if not 0.0 <= self.uncond < 1.0 or self.distract + self.uncond > 1.0:
+            raise ValueError(f"uncond: expected a share in [0, 1) with distract + uncond <= 1, got {self.uncond} "
+                             f"(distract {self.distract})")
+        if self.image_order not in ORDERS:
+            raise ValueError(f"image_order: expected one of {', '.join(map(repr, ORDERS))}, got {self.image_order!r}")
         for name in ("warm_steps", "detail_steps", "paint_steps", "follow_steps", "evaluator_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected a number of steps >= 0, got {getattr(self, name)}")
@@ -160,10 +169,18 @@ def pretrain(cfg: PretrainConfig) -> dict:
     times: dict[str, float] = {}
 
     cb_dir = out / "codebook"
+    ckpt = out / "ckpt.pt"
     if cfg.resume and (cb_dir / PatchCodebook.FILE).is_file():
         codebook = PatchCodebook.load(cb_dir)
+        if codebook.order != cfg.image_order:
+            if ckpt.is_file():
+                raise ValueError(f"{cb_dir}: its image tokens are in {codebook.order!r} order and {ckpt} was trained "
+                                 f"on them, but image_order is {cfg.image_order!r}; pass --image-order "
+                                 f"{codebook.order} or start a new --out")
+            codebook = codebook.with_order(cfg.image_order)  # the same codes, another order: before any training
+            codebook.save(cb_dir)
     else:
-        codebook = fit_codebook(cfg.seed, n_images=cfg.codebook_images)
+        codebook = fit_codebook(cfg.seed, n_images=cfg.codebook_images, order=cfg.image_order)
         codebook.save(cb_dir)
     times["codebook_s"] = time.time() - t0
 
@@ -187,7 +204,6 @@ def pretrain(cfg: PretrainConfig) -> dict:
                             lr=cfg.lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(cfg.seed + 1)
     step, elapsed_before = 0, 0.0
-    ckpt = out / "ckpt.pt"
     if cfg.resume and ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
@@ -201,9 +217,12 @@ def pretrain(cfg: PretrainConfig) -> dict:
     mix = dict(C.MIX)
     evaluator_kind = C.EVALUATOR_PRIORS[cfg.evaluator_prior]
     mix[evaluator_kind] = mix.pop("evaluate")
+    share = mix["generate"]
     if cfg.distract:
-        mix["generate_distracted"] = mix["generate"] * cfg.distract
-        mix["generate"] *= 1 - cfg.distract
+        mix["generate_distracted"] = share * cfg.distract
+    if cfg.uncond:
+        mix["generate_uncond"] = share * cfg.uncond
+    mix["generate"] = share * (1 - cfg.distract - cfg.uncond)
     probs = np.array([mix.get(k, 0.0) for k in kinds])
     probs = probs / probs.sum()
     warm_ends = np.cumsum([cfg.warm_steps, cfg.detail_steps, cfg.paint_steps, cfg.follow_steps, cfg.evaluator_steps])
