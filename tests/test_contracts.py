@@ -236,7 +236,10 @@ def test_codebook_centre_order_is_a_permutation_of_raster_tokens(tmp_path):
     loaded = PatchCodebook.load(tmp_path)
     assert loaded.order == "centre"
     np.testing.assert_array_equal(loaded.encode(imgs), codes_c)
-    with pytest.raises(BackendError, match="order 'spiral': expected one of raster, centre"):
+    first = patch_order("centre_first", (4, 4))
+    assert list(first) == [10, *range(10), *range(11, 16)]  # the centre cell, then raster order
+    np.testing.assert_array_equal(raster.with_order("centre_first").encode(imgs), codes_r[:, first])
+    with pytest.raises(BackendError, match="order 'spiral': expected one of raster, centre, centre_first"):
         raster.with_order("spiral")
 
 

@@ -5,8 +5,9 @@ An image tokenizer turns an (H, W, 3) uint8 RGB image into ``tokens_per_image`` 
 
 :class:`PatchCodebook` is the simplest faithful one: non-overlapping ``patch x patch`` RGB patches, each replaced
 by its nearest centroid of a k-means codebook. It is what the world testbed ships. The token order is ``"raster"``
-(row by row, as Janus's VQ tokens) or ``"centre"``: the centre cell first, then ring after ring outwards (each ring
-clockwise from its top-left corner), so an object drawn at the centre is generated before its surroundings.
+(row by row, as Janus's VQ tokens), ``"centre"``: the centre cell first, then ring after ring outwards (each ring
+clockwise from its top-left corner), or ``"centre_first"``: the centre cell, then the others row by row, so the
+first token generated belongs to an object drawn at the centre.
 """
 
 from __future__ import annotations
@@ -37,17 +38,20 @@ class ImageTokenizer(Protocol):
     def save(self, path: str | Path) -> None: ...
 
 
-ORDERS = ("raster", "centre")
+ORDERS = ("raster", "centre", "centre_first")
 
 
 def patch_order(order: str, grid: tuple[int, int]) -> np.ndarray:
     """The raster indices of a ``grid`` of patches in token order ``order`` (one of :data:`ORDERS`)."""
     gh, gw = grid
+    ci, cj = gh // 2, gw // 2
     if order == "raster":
         return np.arange(gh * gw)
+    if order == "centre_first":
+        centre = ci * gw + cj
+        return np.array([centre] + [k for k in range(gh * gw) if k != centre])
     if order != "centre":
         raise BackendError(f"image token order {order!r}: expected one of {', '.join(ORDERS)}")
-    ci, cj = gh // 2, gw // 2
 
     def key(k: int) -> tuple[int, float]:
         i, j = divmod(k, gw)
