@@ -134,6 +134,8 @@ def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
         PretrainConfig(distract=0.6, uncond=0.5)
     with pytest.raises(ValueError, match="image_order"):
         PretrainConfig(image_order="spiral")
+    with pytest.raises(ValueError, match="image_cfg_scale"):
+        PretrainConfig(image_cfg_scale=0.5)
     with pytest.raises(ValueError, match="'raster' order and .*ckpt.pt was trained on them"):
         pretrain(replace(cfg, steps=7, resume=True, image_order="centre"))
     cfg.steps, cfg.resume = 7, True
@@ -147,11 +149,11 @@ def test_pretrain_centre_order_and_unconditional_batches(tmp_path):
 
     cfg = PretrainConfig(out=str(tmp_path / "wc"), steps=12, minutes=5, batch=4, hidden=32, layers=1, heads=2,
                          oracle_steps=2, codebook_images=50, warmup=1, warm_steps=0, uncond=0.9,
-                         image_order="centre")
+                         image_order="centre_first", image_cfg_scale=2.0)
     meta = pretrain(cfg)
     assert "generate_uncond" in meta["final_loss_by_kind"]  # 36% of the mix (seeded stream)
-    backend, _, _ = load_base(tmp_path / "wc", image_cfg_scale=3.0)
-    assert backend.image_tokenizer.order == "centre"
+    backend, _, _ = load_base(tmp_path / "wc")
+    assert backend.image_tokenizer.order == "centre_first" and backend.image_cfg_scale == 2.0
     assert len(backend.generate_images(["a cat", "a red key"], [0, 1])) == 2
 
 

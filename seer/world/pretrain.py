@@ -94,7 +94,8 @@ class PretrainConfig:
     evaluator_prior: str = "captions"  # "captions" (shipped), "judged", "balanced" or "paths" (corpus.EVALUATOR_PRIORS)
     distract: float = 0.0  # share of the main mix's "generate" batches that are "generate_distracted" (shipped: 0)
     uncond: float = 0.0  # share of the main mix's "generate" batches with the prompt dropped (for image_cfg_scale > 1)
-    image_order: str = "raster"  # image token order: "raster" or "centre" (seer.backends.image_tokenizer.ORDERS)
+    image_order: str = "raster"  # image token order (seer.backends.image_tokenizer.ORDERS)
+    image_cfg_scale: float = 1.0  # the saved backend's classifier-free guidance for images (1 = none; needs uncond)
     hidden: int = 192  # transformer width
     layers: int = 4  # transformer layers
     heads: int = 4  # attention heads
@@ -118,6 +119,8 @@ class PretrainConfig:
         if not 0.0 <= self.uncond < 1.0 or self.distract + self.uncond > 1.0:
             raise ValueError(f"uncond: expected a share in [0, 1) with distract + uncond <= 1, got {self.uncond} "
                              f"(distract {self.distract})")
+        if self.image_cfg_scale < 1.0:
+            raise ValueError(f"image_cfg_scale: expected >= 1 (1 = no guidance), got {self.image_cfg_scale}")
         if self.image_order not in ORDERS:
             raise ValueError(f"image_order: expected one of {', '.join(map(repr, ORDERS))}, got {self.image_order!r}")
         for name in ("warm_steps", "detail_steps", "paint_steps", "follow_steps", "evaluator_steps"):
@@ -269,7 +272,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
     _save_ckpt(ckpt, model, opt, step, loop_s, rng)
 
     model.eval()
-    backend = TokenUMMBackend(model, backend0.tokenizer, codebook, dtype="bfloat16" if cfg.bf16 else "float32")
+    backend = TokenUMMBackend(model, backend0.tokenizer, codebook, dtype="bfloat16" if cfg.bf16 else "float32",
+                              image_cfg_scale=cfg.image_cfg_scale)
     save_backend_compact(backend, out / UMM_DIR)
     times["pretrain_loop_s"] = loop_s
     times["total_s"] = time.time() - t0
