@@ -112,13 +112,12 @@ class PretrainConfig:
     threads: int = 2  # torch threads (0 = torch default; use 1 when another heavy job shares the 2 cores)
 
     def __post_init__(self) -> None:
+        from seer.backends.image_tokenizer import ORDERS
         from seer.world.corpus import EVALUATOR_PRIORS
 
         if self.evaluator_prior not in EVALUATOR_PRIORS:
             raise ValueError(f"evaluator_prior: expected one of {', '.join(map(repr, EVALUATOR_PRIORS))}, "
                              f"got {self.evaluator_prior!r}")
-        from seer.backends.image_tokenizer import ORDERS
-
         if not 0.0 <= self.distract <= 1.0:
             raise ValueError(f"distract: expected a share in [0, 1], got {self.distract}")
         if not 0.0 <= self.uncond < 1.0 or self.distract + self.uncond > 1.0:
