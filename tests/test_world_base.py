@@ -110,6 +110,31 @@ def test_corrupted_oracle_is_an_error(tmp_path):
         load_base(d2)
 
 
+def test_novel_code_weights_mark_each_code_of_an_image_once(base):
+    from seer.world.pretrain import novel_code_weights, weighted_lm_loss
+
+    backend = base[0]
+    img, spec = render(Spec(subject="cat", colour="red", material="wood", accessory="crown"), 3)
+    ids, mask = backend.encode_image_example("a red wood cat with a crown", img)
+    batch = backend.collate([(ids, mask), backend.encode_text_example("what is it ?", "a cat")])
+    w = novel_code_weights(batch["labels"], backend.image_start, backend.num_image_codes, 5.0)
+    codes = [i for i, m in zip(ids, mask, strict=True) if m and i != backend.eoi_id]
+    first = [k for k, c in enumerate(codes) if c not in codes[:k]]
+    assert 3 <= len(first) <= 5  # background, subject, crown (and a style's own cells)
+    start = mask.index(1)
+    assert w[0, start:start + 64].tolist() == [5.0 if k in first else 1.0 for k in range(64)]
+    assert w[0, start + 64] == 1.0 and w[0, :start].sum() == 0  # <eoi> scored plainly, the prompt not at all
+    assert torch.equal(w[1], (batch["labels"][1] != -100).float())  # text: no image codes, plain weights
+    # each code (the subject's among them): its first cell weighted, the copies not
+    for code in set(codes):
+        assert sum(float(w[0, start + k]) for k, c in enumerate(codes) if c == code) == 5.0 + codes.count(code) - 1
+    # with unit weights the loss is the model's own mean
+    with torch.no_grad():
+        out = backend.model(**batch)
+        plain = weighted_lm_loss(out.logits, batch["labels"], (batch["labels"] != -100).float())
+    assert abs(plain.item() - out.loss.item()) < 1e-5
+
+
 @pytest.mark.slow
 def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
     from seer.world.pretrain import PretrainConfig, pretrain
@@ -136,6 +161,8 @@ def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
         PretrainConfig(image_order="spiral")
     with pytest.raises(ValueError, match="image_cfg_scale"):
         PretrainConfig(image_cfg_scale=0.5)
+    with pytest.raises(ValueError, match="novel_weight"):
+        PretrainConfig(novel_weight=0)
     with pytest.raises(ValueError, match="'raster' order and .*ckpt.pt was trained on them"):
         pretrain(replace(cfg, steps=7, resume=True, image_order="centre"))
     cfg.steps, cfg.resume = 7, True
@@ -144,12 +171,12 @@ def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
 
 
 @pytest.mark.slow
-def test_pretrain_centre_order_and_unconditional_batches(tmp_path):
+def test_pretrain_centre_order_unconditional_batches_and_novel_weight(tmp_path):
     from seer.world.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(out=str(tmp_path / "wc"), steps=12, minutes=5, batch=4, hidden=32, layers=1, heads=2,
                          oracle_steps=2, codebook_images=50, warmup=1, warm_steps=0, uncond=0.9,
-                         image_order="centre_first", image_cfg_scale=2.0)
+                         image_order="centre_first", image_cfg_scale=2.0, novel_weight=8.0)
     meta = pretrain(cfg)
     assert "generate_uncond" in meta["final_loss_by_kind"]  # 36% of the mix (seeded stream)
     backend, _, _ = load_base(tmp_path / "wc")

@@ -101,6 +101,7 @@ class PretrainConfig:
     uncond: float = 0.0  # share of the main mix's "generate" batches with the prompt dropped (for image_cfg_scale > 1)
     image_order: str = "raster"  # image token order (seer.backends.image_tokenizer.ORDERS)
     image_cfg_scale: float = 1.0  # the saved backend's classifier-free guidance for images (1 = none; needs uncond)
+    novel_weight: float = 1.0  # loss weight of image tokens whose code is new in their image (1 = a plain mean)
     hidden: int = 192  # transformer width
     layers: int = 4  # transformer layers
     heads: int = 4  # attention heads
@@ -125,6 +126,8 @@ class PretrainConfig:
                              f"(distract {self.distract})")
         if self.image_cfg_scale < 1.0:
             raise ValueError(f"image_cfg_scale: expected >= 1 (1 = no guidance), got {self.image_cfg_scale}")
+        if not self.novel_weight > 0:
+            raise ValueError(f"novel_weight: expected a loss weight > 0 (1 = a plain mean), got {self.novel_weight}")
         if self.image_order not in ORDERS:
             raise ValueError(f"image_order: expected one of {', '.join(map(repr, ORDERS))}, got {self.image_order!r}")
         for name in ("warm_steps", "detail_steps", "paint_steps", "follow_steps", "evaluator_steps"):
@@ -149,6 +152,29 @@ def lr_at(progress: float, step: int, cfg: PretrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def novel_code_weights(labels: torch.Tensor, lo: int, num_codes: int, weight: float) -> torch.Tensor:
+    """Per-position loss weights (B, S): ``weight`` where the label is an image code that has not appeared earlier in
+    the same sequence's labels, 1 elsewhere (0 where the label is ignored). In a world render every subject cell is
+    one patch, so only the first subject code carries the caption's colour and material; the rest copy it."""
+    valid = labels != -100
+    is_code = (labels >= lo) & (labels < lo + num_codes)
+    same = labels[:, :, None] == labels[:, None, :]  # (B, S, S): position i's code equals position j's
+    earlier = torch.ones(labels.shape[1], labels.shape[1], dtype=torch.bool).tril(-1)
+    seen = (same & earlier & is_code[:, None, :]).any(-1)
+    w = torch.where(is_code & ~seen, torch.full(labels.shape, float(weight)), torch.ones(labels.shape))
+    return w * valid
+
+
+def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Next-token cross entropy with per-position ``weights`` (aligned with ``labels``, unshifted as for
+    ``LlamaForCausalLM``), summed and divided by the number of scored positions: weights of 1 give the model's own
+    mean loss."""
+    targets, w = labels[:, 1:], weights[:, 1:]
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100,
+                                           reduction="none")
+    return (ce * w).sum() / (targets != -100).sum().clamp(min=1)
 
 
 def _save_ckpt(path: Path, model, opt, step: int, elapsed: float, rng: np.random.Generator) -> None:
@@ -254,7 +280,13 @@ def pretrain(cfg: PretrainConfig) -> dict:
         kind = kinds[int(rng.choice(len(kinds), p=warm[phase] if phase < len(warm) else probs))]
         batch = backend0.collate([C.encode(backend0, C.make_example(kind, rng)) for _ in range(cfg.batch)])
         with autocast:
-            loss = model(**batch).loss
+            if cfg.novel_weight == 1.0:
+                loss = model(**batch).loss
+            else:
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                weights = novel_code_weights(batch["labels"], backend0.image_start, backend0.num_image_codes,
+                                             cfg.novel_weight)
+                loss = weighted_lm_loss(logits, batch["labels"], weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
