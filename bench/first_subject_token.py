@@ -1,0 +1,128 @@
+"""Where does a world base's image generation lose the caption's colour? A probe; prints JSON.
+
+    python bench/first_subject_token.py [--base DIR] [--n 128] [--seed 0]
+
+Every subject cell of a world render is one patch (colour x material x style), so in token order only the first
+subject token depends on the caption's colour and material words; every later subject token can copy it. For ``--n``
+random captions that state the colour (``corpus.random_caption``):
+
+* ``teacher_forced``: the true image's tokens fed in; at the 1st, 2nd, 3rd and last subject position in token order,
+  how often the model's most likely code is a subject patch of the stated colour (``colour``; chance 1/8) and of
+  the stated material where the caption states one (``material``), how often it is the true code, and the mean
+  probability of the true code;
+* ``generated``: images sampled from the captions (the backend's own sampling settings); at the true render's subject
+  cells (captions leave the position to its default): whether the first subject cell has the stated colour, the
+  share of subject cells whose code equals the first one, and whether the majority colour over the subject cells is
+  the stated one.
+
+``--base`` defaults to the shipped base. ~20 s on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+import torch
+
+
+def subject_code_table(codebook) -> dict[int, tuple[set[str], set[str]]]:
+    """code -> (colours, materials) of the subject patches it encodes, over every colour, material and style."""
+    from seer.world.render import COLOURS, MATERIALS, STYLES, cell_patch
+
+    combos = [(c, m, s) for c in COLOURS for m in MATERIALS for s in STYLES]
+    patches = np.stack([cell_patch("subject", c, m, "grass", s) for c, m, s in combos])  # (N, 4, 4, 3)
+    codes = codebook.encode(np.tile(patches, (1, 8, 8, 1)))[:, 0]  # each patch tiled into a whole image
+    table: dict[int, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
+    for (c, m, _), k in zip(combos, codes, strict=True):
+        table[int(k)][0].add(c)
+        table[int(k)][1].add(m)
+    return dict(table)
+
+
+def probe(base: str | None, n: int, seed: int) -> dict:
+    from seer.backends.image_tokenizer import patch_order
+    from seer.world import load_base
+    from seer.world import semantics as S
+    from seer.world.corpus import random_caption
+    from seer.world.render import GRID, cell_map, render
+
+    backend, _, _ = load_base(base)
+    cb = backend.image_tokenizer
+    table = subject_code_table(cb)
+    order = patch_order(cb.order, (GRID, GRID))  # raster index of each token position
+    rng = np.random.default_rng([seed, 5])
+    caps = []
+    while len(caps) < n:
+        text, spec = random_caption(rng)
+        if "colour" in S.parse_caption(text):
+            caps.append((text, spec, int(rng.integers(0, 2**31))))
+
+    def colour_ok(code: int, colour: str) -> bool:
+        return colour in table.get(code, (set(), set()))[0]
+
+    def material_ok(code: int, material: str) -> bool:
+        return material in table.get(code, (set(), set()))[1]
+
+    tf: dict[str, dict[str, list[float]]] = {k: defaultdict(list) for k in ("first", "second", "third", "last")}
+    gen_first, gen_same, gen_major = [], [], []
+    model = backend.model
+    images, specs, subject_pos = [], [], []
+    for _, spec, s in caps:
+        img, full = render(spec, s)
+        kinds = cell_map(full)
+        raster_subject = {i * GRID + j for i in range(GRID) for j in range(GRID) if kinds[i][j] == "subject"}
+        pos = [t for t, r in enumerate(order) if int(r) in raster_subject]  # subject token positions, token order
+        images.append(img)
+        specs.append(full)
+        subject_pos.append(pos)
+    with torch.no_grad():
+        for (text, _, _), img, full, pos in zip(caps, images, specs, subject_pos, strict=True):
+            ids, _ = backend.encode_image_example(text, img)
+            head = len(backend.encode_image_prompt(text))
+            logits = model(torch.tensor([ids])).logits[0].float()
+            probs = logits.softmax(-1)
+            stated = S.parse_caption(text)
+            for name, t in zip(("first", "second", "third", "last"), (pos[0], pos[1], pos[2], pos[-1]), strict=True):
+                at = head + t  # index of the token in ids; predicted from position at - 1
+                true = ids[at]
+                top = int(logits[at - 1].argmax())
+                code = top - backend.image_start
+                tf[name]["colour"].append(colour_ok(code, full.colour))
+                if "material" in stated:
+                    tf[name]["material"].append(material_ok(code, full.material))
+                tf[name]["true_code"].append(top == true)
+                tf[name]["p_true"].append(float(probs[at - 1, true]))
+    gens = backend.generate_images([c[0] for c in caps], [c[2] for c in caps])
+    for g, full, pos in zip(gens, specs, subject_pos, strict=True):
+        codes = cb.encode(np.asarray(g)[None])[0]
+        sub = [int(codes[t]) for t in pos]
+        gen_first.append(colour_ok(sub[0], full.colour))
+        gen_same.append(np.mean([c == sub[0] for c in sub]))
+        votes = Counter(c for k in sub for c in table.get(k, (set(), set()))[0])
+        gen_major.append(bool(votes) and votes.most_common(1)[0][0] == full.colour)
+    return {
+        "base": base or "shipped",
+        "n": n,
+        "image_order": cb.order,
+        "teacher_forced": {name: {k: round(float(np.mean(v)), 3) for k, v in d.items()} for name, d in tf.items()},
+        "generated": {"first_subject_colour": round(float(np.mean(gen_first)), 3),
+                      "subject_cells_equal_to_first": round(float(np.mean(gen_same)), 3),
+                      "majority_subject_colour": round(float(np.mean(gen_major)), 3)},
+        "chance_colour": round(1 / len(set().union(*(v[0] for v in table.values()))), 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--base", default=None, help="a base directory (default: the shipped base)")
+    ap.add_argument("--n", type=int, default=128, help="captions that state the colour")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    print(json.dumps(probe(args.base, args.n, args.seed), indent=2))
+
+
+if __name__ == "__main__":
+    main()
