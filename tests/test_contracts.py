@@ -182,6 +182,13 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]  # no temp file left behind
 
 
+def test_atomic_write_gives_the_permissions_a_plain_write_gives(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # open(..., "w") under the process umask
+    atomic_write_text(tmp_path / "atomic.txt", "x")
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 def test_atomic_replace_dir(tmp_path):
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "w").write_text("1")
