@@ -88,6 +88,7 @@ def test_annotate_in_headless_chromium(served_study):
 
             page.click("#choose-A")  # pair 1: A by click
             expect(page).to_have_url(link + "2")
+            page.wait_for_load_state("load")  # a key pressed before the page's script runs is lost
             page.keyboard.press("b")  # pair 2: B by key
             expect(page).to_have_url(link + "3")
             expect(page.locator("#answered")).to_have_text("2 of 4 answered")
@@ -97,13 +98,16 @@ def test_annotate_in_headless_chromium(served_study):
             expect(page.locator("#answered")).to_have_text("2 of 4 answered")
             page.goto(link)  # the personal link resumes at the first open pair
             expect(page).to_have_url(link + "3")
+            page.wait_for_load_state("load")
 
             page.keyboard.press("p")  # back to pair 2, which shows its answer
             expect(page).to_have_url(link + "2")
             expect(page.locator("#current-answer")).to_contain_text("Your answer: B")
             expect(page.locator("#choose-B")).to_have_class("current")
+            page.wait_for_load_state("load")
             page.keyboard.press("t")  # change it to a tie → on to the next open pair
             expect(page).to_have_url(link + "3")
+            page.wait_for_load_state("load")
 
             page.keyboard.press("ArrowRight")  # pair 3: B by arrow key
             expect(page).to_have_url(link + "4")
