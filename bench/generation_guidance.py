@@ -18,11 +18,11 @@ from pathlib import Path
 
 def measure(base: str | None, data: str | None, scales: list[float], n: int, seed: int) -> dict:
     from seer.data import load_samples
-    from seer.world import load_base
+    from seer.world import ASSETS_BASE, load_base
     from seer.world.report import _gen, _satisfy_rates, generation_accuracy
 
     backend, oracle, _ = load_base(base)
-    data_dir = Path(data) if data else Path(__file__).resolve().parents[1] / "seer" / "world" / "assets" / "data"
+    data_dir = Path(data) if data else ASSETS_BASE.parent / "data"
     test = load_samples(data_dir / "samples_test.jsonl")
     res: dict = {"base": base or "shipped", "data": str(data_dir), "n_captions": n, "n_test": len(test)}
     for scale in scales:
