@@ -79,8 +79,9 @@ MIX = {"generate": 0.40, "describe": 0.10, "ask": 0.14, "concept_ask": 0.12, "de
 #   After the main mix alone the base read material and accessory at 36-42%; 100 steps of material/accessory
 #   questions alone from that base read them at 85% / 98%.
 # * "paint" (``paint_steps``): short captions that always state the colour (and half the time a material) → image.
-#   After the main mix alone the generator drew a random colour whatever the caption said (colour 16%, material 19%,
-#   chance 12-17%); 300 steps of these from that base drew the stated colour 49% and material 64% of the time.
+#   After the main mix alone the first shipped base drew a random colour whatever the caption said (colour 16%,
+#   material 19%, chance 12-17%); 300 steps of these from that base drew the stated colour 49% and material 64% of the
+#   time. (The default recipe rerun from scratch, the shipped base since 2026-12-02, draws them 49% / 33% without it.)
 WARM_KINDS = ("read", "read_detail", "paint")
 DETAIL_WEIGHTS = {"material": 0.35, "accessory": 0.35, "subject": 0.15, "colour": 0.15}
 # "evaluate_judged": the verdict names the image its own trace judged to pass this often (when exactly one passes), a
@@ -88,15 +89,15 @@ DETAIL_WEIGHTS = {"material": 0.35, "accessory": 0.35, "subject": 0.15, "colour"
 # steps). A base trained with this prior (not shipped, see pretrain.py) learned the link slowly: its sampled verdicts
 # followed its own judgements 52% of the time after 3274 steps and 62% after 4277 (phase-1 pairs), but its captions
 # copied the prompt's subject instead of reading it, so the judgements carried little.
-# A fine-tune of the shipped base on "evaluate_balanced" batches alone (300 steps, lr 3e-4) read the subject of
+# A fine-tune of the first shipped base on "evaluate_balanced" batches alone (300 steps, lr 3e-4) read the subject of
 # rendered phase-1 pairs 43% -> 93% of the time, but its verdicts did not come to follow its judgements (greedy
 # 38-55%), and RLVR from it stayed at chance while its judgements decayed.
 VERDICT_FOLLOWS = 0.65
-# "follow" (``PretrainConfig.follow_steps``, off in the shipped base): the paths prior's completions behind a
-# text-only context, so the verdict learns to name the image its trace passed. Measured as a fine-tune of the shipped
-# base (lr 1e-3): teacher-forced, the verdict followed the trace 47% -> 94% (50 steps) -> 100% (100 steps), and then
-# also behind the prior's own two-image contexts (80 of 80); with the images in the context, 120-300 steps of the
-# paths prior reached only 58-59%.
+# "follow" (``PretrainConfig.follow_steps``, off by default): the paths prior's completions behind a text-only
+# context, so the verdict learns to name the image its trace passed. Measured as a fine-tune of the first shipped base
+# (lr 1e-3): teacher-forced, the verdict followed the trace 47% -> 94% (50 steps) -> 100% (100 steps), and then also
+# behind the prior's own two-image contexts (80 of 80); with the images in the context, 120-300 steps of the paths
+# prior reached only 58-59%.
 FOLLOW_CONTEXT = "which image is better ?"
 # PretrainConfig.evaluator_prior → the corpus kind that carries it
 EVALUATOR_PRIORS = {"captions": "evaluate", "judged": "evaluate_judged", "balanced": "evaluate_balanced",

@@ -27,9 +27,15 @@ The corpus and why it builds the cognitive gap in are documented in :mod:`seer.w
 * a checkpoint (model, optimizer, step, elapsed time, RNG state) is written atomically every ``checkpoint_every``
   steps; ``--resume`` continues from it.
 
-The shipped base (``seer/world/assets/base``) is seed 0 of this recipe, trained on this machine's 2 cores as 1200
-steps under the first schedule tried (``--steps 2400 --minutes 30``), then ``--resume --steps 3600 --minutes 45``
-(the defaults now): 3375 steps, 45.0 min of training loop (``world.json``, ``pretrain_log.jsonl``).
+The shipped base (``seer/world/assets/base``, since 2026-12-02) is seed 0 of these defaults, run as ``seer world
+pretrain --out DIR --resume`` with the earlier base's codebook and oracle (also seed 0) copied into DIR: 3600 steps in
+37.3 min of training loop on this machine's 2 cores (``world.json``, ``pretrain_log.jsonl``). Its schedule was bound by
+the step count (step / steps ≥ elapsed / budget at every logged step), though narrowly (0.003 of the schedule at the
+closest), so on a slower machine the wall clock would shape it. The base it replaced (2026-11-21 to 2026-12-02; README
+"The world's base today") ran 1200 steps under the first schedule tried (``--steps 2400 --minutes 30``), then ``--resume
+--steps 3600 --minutes 45``: 3375 steps, 45.0 min, its schedule bound by the wall clock. On the same ``seer world
+report`` the new one generates colour 16% -> 49%, material 19% -> 33% and the subject 82% -> 86%. In the trial notes
+below, "the shipped base" is that earlier base.
 
 A trial base that was not shipped (2026-11-21): ``--detail-steps 300 --paint-steps 450 --evaluator-prior judged``,
 45 min, then ``--resume --steps 4400 --minutes 60`` (4277 steps, 60 min). Against the shipped base (``seer world
@@ -58,13 +64,13 @@ depends on the caption's colour and material words. ``--image-order centre`` (ri
 ``--image-order centre_first``: colour 21%, subject 43%. Neither shipped; both off by default.
 
 ``--novel-weight W`` (2026-12-02, README "Weighting the tokens that carry the words"): the loss of each image token
-whose code is new in its image is weighted by W (:func:`novel_code_weights`), so the first subject token, the only
-one that depends on the colour and material words, weighs more. From scratch, 3600 steps in ~41 min: W = 16
-generation of colour 16% -> 68% and material 19% -> 59% (``bench/first_subject_token.py``: the first subject code
-has the stated colour 89% of the time under teacher forcing, shipped 9%), but of the subject 82% -> 21% (10% with
-``--uncond 0.1``; W = 4 with it: 18%). Off by default (W = 1 is the plain mean). No base of today's default recipe
-has been trained from scratch for 45 min as a control, so how much of the subject loss is the weight's is not known;
-the default recipe with ``--minutes 28`` (2934 steps) generated the subject 40%, colour 22%, material 14%.
+whose code is new in its image is weighted by W (:func:`novel_code_weights`), so the first subject token, the only one
+that depends on the colour and material words, weighs more. From scratch, 3600 steps in ~41 min: W = 16 generation of
+colour 16% -> 68% and material 19% -> 59% (``bench/first_subject_token.py``: the first subject code has the stated
+colour 89% of the time under teacher forcing, shipped 9%), but of the subject 82% -> 21% (10% with ``--uncond 0.1``; W =
+4 with it: 18%). Off by default (W = 1 is the plain mean). The control, today's defaults from scratch (the shipped base
+since 2026-12-02), generates the subject 86%, colour 49% and material 33%, so the subject loss is the weight's; with
+``--minutes 28`` (2934 steps) the defaults generated the subject 40%, colour 22%, material 14%.
 
 Output directory: ``umm/`` (the backend, weights stored in bf16), ``oracle.safetensors`` + ``oracle.json``,
 ``world.json`` (config, versions, wall times, world fingerprint).
