@@ -31,11 +31,12 @@ The shipped base (``seer/world/assets/base``, since 2026-12-02) is seed 0 of the
 pretrain --out DIR --resume`` with the earlier base's codebook and oracle (also seed 0) copied into DIR: 3600 steps in
 37.3 min of training loop on this machine's 2 cores (``world.json``, ``pretrain_log.jsonl``). Its schedule was bound by
 the step count (step / steps ≥ elapsed / budget at every logged step), though narrowly (0.003 of the schedule at the
-closest), so on a slower machine the wall clock would shape it. The base it replaced (2026-11-21 to 2026-12-02; README
-"The world's base today") ran 1200 steps under the first schedule tried (``--steps 2400 --minutes 30``), then ``--resume
---steps 3600 --minutes 45``: 3375 steps, 45.0 min, its schedule bound by the wall clock. On the same ``seer world
-report`` the new one generates colour 16% -> 49%, material 19% -> 33% and the subject 82% -> 86%. In the trial notes
-below, "the shipped base" is that earlier base.
+closest), so on a slower machine the wall clock would shape it. A rerun from an empty directory (``--oracle-steps 0``)
+fitted the same codebook and logged the same losses and learning rates for the first 575 steps (then stopped). The base
+it replaced (2026-11-21 to 2026-12-02; README "The world's base today") ran 1200 steps under the first schedule tried
+(``--steps 2400 --minutes 30``), then ``--resume --steps 3600 --minutes 45``: 3375 steps, 45.0 min, its schedule bound
+by the wall clock. On the same ``seer world report`` the new one generates colour 16% -> 49%, material 19% -> 33% and
+the subject 82% -> 86%. In the trial notes below, "the shipped base" is that earlier base.
 
 A trial base that was not shipped (2026-11-21): ``--detail-steps 300 --paint-steps 450 --evaluator-prior judged``,
 45 min, then ``--resume --steps 4400 --minutes 60`` (4277 steps, 60 min). Against the shipped base (``seer world
