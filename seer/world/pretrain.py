@@ -38,11 +38,12 @@ it replaced (2026-11-21 to 2026-12-02; README "The world's base today") ran 1200
 by the wall clock. On the same ``seer world report`` the new one generates colour 16% -> 49%, material 19% -> 33% and
 the subject 82% -> 86%. In the trial notes below, "the shipped base" is that earlier base.
 
-A candidate for the next base (2026-12-02, README "The world's base today"): these defaults with ``--paint-steps 300``
+A candidate base, not shipped (2026-12-02, README "The world's base today"): these defaults with ``--paint-steps 300``
 (3600 steps, 34.9 min) generate material 33% -> 60% and colour 49% -> 55% with the subject kept (86% -> 84%), read
 material in captions 55% -> 97%, and raise the share of test instructions a correct rewrite satisfies 0.40 -> 0.55, but
 read the subject less well (captions 93% -> 81%). A full ``seer reproduce`` on it (40.1 min) gave SEER-Eval 0.91 but a
-zero-shot evaluator of 0.62, above the issue's 0.35-0.60; not shipped.
+zero-shot evaluator of 0.62, above the issue's 0.35-0.60. Not shipped: it trades the subject read (met) for the
+material read (missed), and the subject is what prompt consistency and curriculum phase 1 rest on.
 
 A trial base that was not shipped (2026-11-21): ``--detail-steps 300 --paint-steps 450 --evaluator-prior judged``,
 45 min, then ``--resume --steps 4400 --minutes 60`` (4277 steps, 60 min). Against the shipped base (``seer world
