@@ -13,8 +13,8 @@ chosen image is put at A or B by a seeded coin and ``--k`` completions are sampl
 * ``judgement_right``: where exactly one image passes, how often it is the chosen one;
 * ``instruction_path``: completions that open with "instruction :" (paths prior), and the accuracy on each path.
 
-Measured on 2026-11-21 (README, "A lead for the evaluator"): a fine-tune whose verdict had learned to follow its
-trace behind text-only contexts followed it 0.99 (phase 1) and 0.97 (phase 2) of the time here.
+Measured on 2026-11-21 (docs/world_log.md, "A lead for the evaluator"): a fine-tune whose verdict had
+learned to follow its trace behind text-only contexts followed it 0.99 (phase 1) and 0.97 (phase 2) of the time here.
 """
 
 from __future__ import annotations

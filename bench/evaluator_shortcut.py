@@ -12,10 +12,10 @@ output), each labelled by the world's oracle under quadruplet i's instruction an
   both fail instruction i (a tie), how often the evaluator picks the edited one is its preference for change.
 
 Each pair is judged greedily in both orders. EVALUATOR is a model directory (``runs/…/rlvr/model``, the shipped
-``seer/world/assets/base/umm``). Measured on the full ``seer reproduce`` run of 2026-11-21 (README): SEER-Eval 0.43
-on ``other_edit`` (zero-shot 0.50) and picks the edited image on 92% of the ``edit_vs_plain`` ties (zero-shot 49%).
-On the run of 2026-12-02 (the base shipped since; 91 pairs of each kind, 22 s): SEER-Eval 0.40 (zero-shot 0.54) and
-95.5% of the ties (zero-shot 43%).
+``seer/world/assets/base/umm``). Measured on the full ``seer reproduce`` run of 2026-11-21 (docs/world_log.md):
+SEER-Eval 0.43 on ``other_edit`` (zero-shot 0.50) and picks the edited image on 92% of the ``edit_vs_plain`` ties
+(zero-shot 49%). On the run of 2026-12-02 (the base shipped since; 91 pairs of each kind, 22 s): SEER-Eval 0.40
+(zero-shot 0.54) and 95.5% of the ties (zero-shot 43%).
 """
 
 from __future__ import annotations

@@ -18,10 +18,10 @@ random captions that state the colour (``corpus.random_caption``):
 
 ``--base`` defaults to the shipped base. ~20 s on 2 CPU cores.
 
-Measured on 2026-12-02 (README, "Weighting the tokens that carry the words"), ``--n 128``: on the first shipped
-base the most likely first subject code had the stated colour 9% of the time (p of the true code 0.07) against
-84% at the second subject position (a copy); sampled, the majority subject colour was the stated one 20% of the time.
-On the base shipped since (today's defaults from scratch): 45% (p 0.26), 84% (p 0.63), sampled 48%.
+Measured on 2026-12-02 (docs/world_log.md, "Weighting the tokens that carry the words"), ``--n 128``: on the first
+shipped base the most likely first subject code had the stated colour 9% of the time (p of the true code 0.07) against
+84% at the second subject position (a copy); sampled, the majority subject colour was the stated one 20% of the time. On
+the base shipped since (today's defaults from scratch): 45% (p 0.26), 84% (p 0.63), sampled 48%.
 """
 
 from __future__ import annotations

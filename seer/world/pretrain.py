@@ -38,7 +38,7 @@ it replaced (2026-11-21 to 2026-12-02; README "The world's base today") ran 1200
 by the wall clock. On the same ``seer world report`` the new one generates colour 16% -> 49%, material 19% -> 33% and
 the subject 82% -> 86%. In the trial notes below, "the shipped base" is that earlier base.
 
-A candidate base, not shipped (2026-12-02, README "The world's base today"): these defaults with ``--paint-steps 300``
+A candidate base, not shipped (2026-12-02, docs/world_log.md): these defaults with ``--paint-steps 300``
 (3600 steps, 34.9 min) generate material 33% -> 60% and colour 49% -> 55% with the subject kept (86% -> 84%), read
 material in captions 55% -> 97%, and raise the share of test instructions a correct rewrite satisfies 0.40 -> 0.55, but
 read the subject less well (captions 93% -> 81%). A full ``seer reproduce`` on it (40.1 min) gave SEER-Eval 0.91 but a
@@ -59,19 +59,21 @@ captions naming the prompt's subject for 76% of the chosen and 78% of the swappe
 traces tell the images apart, was 18%), but the verdict picked the image its caption matched 51% of the time and
 RLVR phase 1 from it stayed at chance (10-step means 0.46-0.52 over 90 steps).
 
-A fourth trial (2026-11-22, README "The world's base today"): ``--follow-steps 100 --evaluator-prior paths
+A fourth trial (2026-11-22, docs/world_log.md): ``--follow-steps 100 --evaluator-prior paths
 --evaluator-steps 300``, 52 min then resumed to 70 min. Its sampled verdicts followed its own trace 0.97-0.98 of the
 time (the shipped base's traces judge nothing), and at 70 min it read material 99% and answered concrete questions
 0.95, but the checks in its traces were at chance (0.51-0.54 right where one image passes), subject generation fell
 82% -> 67% and the base policy's reprompts satisfied 2.3% of the test instructions (6.6%); RLVR from it learned the
 "prefer the edited image" shortcut all the same. Not shipped.
 
-Token orders (2026-11-22, README): every subject cell of a render is one patch, so only the first subject token
+Token orders (2026-11-22, docs/world_log.md):
+every subject cell of a render is one patch, so only the first subject token
 depends on the caption's colour and material words. ``--image-order centre`` (rings out from the centre) with
 ``--uncond 0.1``, 45 min: generation of colour 17% -> 66% (88% at guidance 2) but of the subject 74% -> 12%;
 ``--image-order centre_first``: colour 21%, subject 43%. Neither shipped; both off by default.
 
-``--novel-weight W`` (2026-12-02, README "Weighting the tokens that carry the words"): the loss of each image token
+``--novel-weight W`` (2026-12-02, docs/world_log.md, "Weighting the tokens that carry the words"):
+the loss of each image token
 whose code is new in its image is weighted by W (:func:`novel_code_weights`), so the first subject token, the only one
 that depends on the colour and material words, weighs more. From scratch, 3600 steps in ~41 min: W = 16 generation of
 colour 16% -> 68% and material 19% -> 59% (``bench/first_subject_token.py``: the first subject code has the stated
