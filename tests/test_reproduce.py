@@ -54,6 +54,21 @@ def test_cli_reports_a_clobber_without_traceback(tmp_path, monkeypatch, capsys):
     assert "already there; pass --resume" in capsys.readouterr().err
 
 
+def test_wrong_edit_negatives_reach_the_data_builder_and_the_settings(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr("seer.world.build_data.build_data", lambda cfg: seen.append(cfg) or {"n": 0})
+    monkeypatch.setattr(R, "STEPS", (("data", R.step_data),))
+    monkeypatch.setattr(R, "build_report", lambda rep: {"meta": {"steps": rep.steps, "protocol": {}}})
+    out = tmp_path / "rep"
+    assert main(["reproduce", "--quick", "--wrong-edit-negatives", "--out", str(out)]) == 0
+    assert [c.wrong_edit_negatives for c in seen] == [True]
+    assert json.loads((out / "reproduce.json").read_text())["protocol"]["wrong_edit_negatives"] is True
+    with pytest.raises(UserError, match="other settings"):  # resuming without the flag would mix two data sets
+        R.reproduce(out, quick=True, resume=True, log=lambda m: None)
+    R.reproduce(tmp_path / "plain", quick=True, log=lambda m: None)
+    assert [c.wrong_edit_negatives for c in seen] == [True, False]
+
+
 def test_limit_keeps_every_cell():
     items = [SimpleNamespace(distribution=d, category=c, i=i) for i, (d, c) in enumerate(
         [(d, c) for d in ("id", "ood") for c in ("material_synthesis", "attribute_reasoning") for _ in range(5)])]

@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generator", choices=("base", "seer"), default=None,
                    help="who draws every image (RLMT's rollouts and every compared system): base = the base world "
                    "model, fixed as the paper's G (default); seer = SEER's own checkpoint")
+    p.add_argument("--wrong-edit-negatives", action="store_true",
+                   help="seer's, not the paper's: build the data with one more phase-2 training pair per sample, "
+                   "the positive vs a wrongly edited image (seer world build-data --wrong-edit-negatives)")
     p.set_defaults(func=cmd_reproduce)
 
     ev = sub.add_parser("eval", help="measure checkpoints: evaluator accuracy, win ratios, pairs, report")
@@ -70,7 +73,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from seer.eval.reproduce import reproduce
 
     path = reproduce(args.out, quick=args.quick, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
-                     base=args.base, threads=args.threads, generator=args.generator)
+                     base=args.base, threads=args.threads, generator=args.generator,
+                     wrong_edit_negatives=args.wrong_edit_negatives or None)
     print(path)
     return 0
 

@@ -391,6 +391,9 @@ def _header(report: dict[str, Any]) -> str:
         f"- Protocol: {'--quick (reduced)' if meta.get('quick') else 'full (paper: 10 epochs per stage)'}; "
         f"seed {meta.get('seed', '?')}; judge: {meta.get('judge', 'oracle')}",
         f"- Test set: {fmt(meta.get('n_test_samples'))} samples, {fmt(meta.get('n_test_quadruplets'))} quadruplets",
+        *(["- Training data: seer's wrong-edit negatives added to phase 2 (one more pair per sample, the positive "
+           "vs a wrongly edited image); the paper's A.1.4 uses only the image of p0"]
+          if (meta.get("protocol") or {}).get("wrong_edit_negatives") else []),
         f"- Wall time: {fmt((meta.get('wall_time_s') or float('nan')) / 60, 1)} min on "
         f"{meta.get('cpu_count', '?')} CPU core(s)",
         "",

@@ -62,6 +62,9 @@ class Protocol:
     # world model's, never trained (the paper's "Generator G … (Fixed)", Sec. 3.1); "seer" = SEER's own checkpoint,
     # whose shared backbone RL trained around the frozen image-token rows ϕ (RLMT then draws with the live policy)
     generator: str = "base"
+    # seer's, not the paper's (A.1.4 uses only the image of p0 as the phase-2 negative): one more phase-2 training
+    # pair per sample, the positive against a wrongly edited image (``seer world build-data --wrong-edit-negatives``)
+    wrong_edit_negatives: bool = False
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
@@ -150,7 +153,8 @@ def _now() -> str:
 def step_data(rep: Reproduction) -> dict[str, Any]:
     from seer.world.build_data import BuildConfig, build_data
 
-    summary = build_data(BuildConfig(out=str(rep.data_dir), base=str(rep.base) if rep.base else "", seed=rep.seed))
+    summary = build_data(BuildConfig(out=str(rep.data_dir), base=str(rep.base) if rep.base else "", seed=rep.seed,
+                                     wrong_edit_negatives=rep.protocol.wrong_edit_negatives))
     return {"data_dir": str(rep.data_dir), "summary": summary if isinstance(summary, dict) else None}
 
 
@@ -527,6 +531,7 @@ def reproduce(
     only: tuple[str, ...] | None = None,
     threads: int = 1,
     generator: str | None = None,
+    wrong_edit_negatives: bool | None = None,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> Path:
     """Run (or resume) a reproduction into ``out``; returns the path of REPORT.md. ``threads`` sets torch's intra-op
@@ -544,6 +549,8 @@ def reproduce(
             protocol = replace(protocol, generator=generator)  # Protocol checks the name
         except ValueError as e:
             raise UserError(f"--generator: {e}") from e
+    if wrong_edit_negatives is not None:
+        protocol = replace(protocol, wrong_edit_negatives=wrong_edit_negatives)
     if (out / "steps").is_dir() and any((out / "steps").iterdir()) and not (resume or overwrite):
         raise UserError(f"{out}: a reproduction is already there; pass --resume to continue it or --overwrite to "
                         "start afresh")
