@@ -98,7 +98,8 @@ def _write_tiny_data(data_dir, size=(16, 16)):
                                       img(f"q2-{i}b.png")))
         dist = ("id", "ood")[i // 4]
         test.append(Sample(f"t{i}", "make it look cold", "a dog", cat, "test", dist))
-        quads_test.append(Quadruplet(f"qt{i}", 2, "make it look cold", "a dog", cat, img(f"qt{i}a.png"),
+        instruction = ("make it look cold", "make it look warm")[i % 2]  # two, so the shortcut probe has pairs
+        quads_test.append(Quadruplet(f"qt{i}", 2, instruction, "a dog", cat, img(f"qt{i}a.png"),
                                      img(f"qt{i}b.png"), "test", dist))
     write_jsonl(data_dir / "samples.jsonl", train)
     write_jsonl(data_dir / "quadruplets_train.jsonl", quads_train)
@@ -151,6 +152,10 @@ def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
     report = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in report["meta"]["steps"]] == [n for n, _ in R.STEPS]
     assert {r["key"] for r in report["table1"]["rows"]} == {"zero_shot", "phase1", "seer_eval"}
+    assert report["shortcut"]["judge"]["other_edit"]["pairs"] == 8  # each test quadruplet has a partner
+    assert [r["key"] for r in report["shortcut"]["rows"]] == ["zero_shot", "phase1", "seer_eval"]
+    assert all(r["other_edit"]["n_decided_judgements"] + r["other_edit"]["n_tie_judgements"] == 16
+               for r in report["shortcut"]["rows"])
     assert report["table1"]["rows"][0]["accuracy"]["total"]["n"] == 16  # 8 quadruplets x 2 orders
     assert [r["key"] for r in report["table3"]["rows"]] == ["naive", "base_cot", "rlvr_only"]
     assert report["table2"]["rows"][0]["avg_words"] > report["table2"]["rows"][1]["avg_words"]
@@ -160,7 +165,8 @@ def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
     assert len(pairs) == 8 * 5
     assert len(report["figures"]["grids"]) == 4 and all((out / p).is_file() for p in report["figures"]["grids"])
     text = md.read_text()
-    assert "## Table 1" in text and "## Targets" in text and "paper (Harmon-1.5B, humans)" in text
+    assert "## Table 1" in text and "## Evaluator shortcut probe" in text and "## Targets" in text
+    assert "paper (Harmon-1.5B, humans)" in text
     # the base's generator (the paper's fixed G) drew RLMT's training images and every compared system's
     rlmt_meta = json.loads((out / "runs/seer/rlmt/meta.json").read_text())
     assert rlmt_meta["derived"]["generator_dir"] == str(base)

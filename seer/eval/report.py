@@ -173,6 +173,33 @@ def _table1(report: dict[str, Any]) -> str:
     )
 
 
+def _shortcut(report: dict[str, Any]) -> str:
+    section = report.get("shortcut")
+    if not section:
+        return ""
+    j = section.get("judge") or {}
+    oe, ep = j.get("other_edit") or {}, j.get("edit_vs_plain") or {}
+    header = ["Evaluator", "two edits: accuracy where the judge decides (n)", "edit vs plain, judge ties: picks the "
+              "edited image (n)", "edit vs plain: accuracy where the judge decides (n)"]
+    rows = []
+    for r in section.get("rows") or []:
+        o, e = r.get("other_edit") or {}, r.get("edit_vs_plain") or {}
+        rows.append([r["label"], f"{fmt(o.get('accuracy_where_judge_decides'))} ({o.get('n_decided_judgements', 0)})",
+                     f"{fmt(e.get('picks_first_on_ties'))} ({e.get('n_tie_judgements', 0)})",
+                     f"{fmt(e.get('accuracy_where_judge_decides'))} ({e.get('n_decided_judgements', 0)})"])
+    return (
+        "## Evaluator shortcut probe (seer's; not in the paper)\n\n"
+        "Every phase-2 pair sets an edited image against the plain image of p0, so Table 1 cannot tell an evaluator "
+        "that reads the instruction from one that prefers any change. Built from the test quadruplets: *two edits* "
+        "sets the image made for this instruction against one made for another instruction, same subject "
+        f"({oe.get('pairs', 0)} pairs; the judge prefers the first in {oe.get('judge_prefers_first', 0)}); *edit vs "
+        f"plain* sets another instruction's image against this one's plain p0 image ({ep.get('pairs', 0)} pairs, "
+        f"{ep.get('ties', 0)} ties where both fail). Reading the instruction: high accuracy on two edits, 0.5 on "
+        "the ties. Preferring change: 0.5 on two edits, near 1 on the ties. Greedy, both orders.\n\n"
+        + _table(header, rows)
+    )
+
+
 def _win_table(report: dict[str, Any], key: str, title: str, intro: str, paper_rows: dict[str, Any]) -> str:
     section = report.get(key)
     if not section:
@@ -325,6 +352,16 @@ def findings(report: dict[str, Any]) -> list[str]:
     if se is not None and zs is not None:
         out.append(f"RLVR moved test evaluator accuracy from {fmt(zs)} (zero-shot) to {fmt(se)} (SEER-Eval); "
                    f"position consistency {fmt(t1['seer_eval'].get('position_consistency', {}).get('total'))}.")
+    sc = _rows_by_key(report.get("shortcut")).get("seer_eval") or {}
+    two = (sc.get("other_edit") or {}).get("accuracy_where_judge_decides")
+    ties = (sc.get("edit_vs_plain") or {}).get("picks_first_on_ties")
+    if two is not None and ties is not None:
+        verdict = ("it learned to prefer the edited image, not to read the instruction"
+                   if ties >= 0.75 and two < 0.65 else
+                   "it reads the instruction" if two >= 0.75 and abs(ties - 0.5) <= 0.2 else
+                   "partly reading the instruction, partly preferring change")
+        out.append(f"Shortcut probe: SEER-Eval picks the right one of two edited images {fmt(two)} of the time and "
+                   f"the edited image on {fmt(ties)} of the judge's edit-vs-plain ties: {verdict}.")
     if train_acc is not None and se is not None and train_acc - se > 0.1:
         out.append(f"The evaluator fits its training pairs better than the test pairs (training accuracy reward "
                    f"{fmt(train_acc)} at the end of RLVR vs {fmt(se)} on the test set): a generalization gap.")
@@ -429,6 +466,7 @@ def render_report(report: dict[str, Any]) -> str:
         _header(report),
         _targets(report),
         _table1(report),
+        _shortcut(report),
         _win_table(report, "table2", "Table 2 — SEER vs disjoint (external) reprompters, same generator",
                    f"Win ratio of SEER's images over the opponent's (ties 0.5), both drawn by {_generator(report)} "
                    "with identical seeds, judged by the judge named above. Paper rows: the external "

@@ -7,6 +7,7 @@ Steps, in order, each leaving ``<out>/steps/<name>.json`` (its result and wall t
     rlvr        RLVR phase 1 → phase 2 (evaluator)   → <out>/runs/seer/rlvr/{phase1_model,model}
     rlmt        RLMT (reprompting policy)            → <out>/runs/seer/rlmt/model
     table1      evaluator accuracy: zero-shot, phase-1 only, SEER-Eval
+    shortcut    seer's probe: does each evaluator read the instruction or prefer the edited image?
     systems     every reprompt source's reprompts and images (one generator, same seeds)
     win_ratio   Tables 2–3 with the oracle judge; pairs.jsonl for `seer annotate`
     failure     failure modes of the base policy and of SEER (App. A.4.3)
@@ -263,6 +264,37 @@ def step_table1(rep: Reproduction) -> dict[str, Any]:
     return {"rows": rows}
 
 
+def _subject_of(prompt: str) -> str:
+    """The prompt's subject by the world's grammar; a prompt outside it stands for itself."""
+    from seer.world import semantics as S
+
+    try:
+        return S.prompt_attributes(prompt)["subject"]
+    except ValueError:  # seer.world.render.WorldError
+        return prompt
+
+
+def step_shortcut(rep: Reproduction) -> dict[str, Any]:
+    """seer's probe (``seer.eval.shortcut``): does each Table 1 evaluator read the instruction, or prefer the edited
+    image? Pairs of two edits, and an edit against the plain image, labelled by the judge."""
+    from seer.data import load_quadruplets
+    from seer.eval import shortcut as SC
+
+    quads = [q for q in load_quadruplets(_test_quadruplets(rep)) if q.phase == 2]
+    quads = balanced_subset(quads, rep.protocol.test_limit)
+    pairs = SC.probe_pairs(quads, rep.data_dir, _judge(rep), _subject_of)
+    rows = []
+    for key, which, label in (("zero_shot", "base", "Zero-shot (base)"), ("phase1", "phase1", "Phase 1 Only"),
+                              ("seer_eval", "rlvr", "SEER-Eval")):
+        backend = _open(rep, which)
+        rows.append({"key": key, "label": label, **SC.probe_evaluator(
+            backend, pairs, rep.data_dir, max_new_tokens=rep.protocol.verdict_max_new_tokens)})
+        del backend
+    result = {"judge": SC.judge_summary(pairs), "rows": rows}
+    atomic_write_json(rep.eval_dir / "shortcut.json", result)
+    return result
+
+
 SYSTEMS = (
     # name, label, source: a checkpoint key for a policy, or "naive" / an external reprompter's class name
     ("seer", "SEER", "rlmt"),
@@ -485,6 +517,8 @@ def build_report(rep: Reproduction) -> dict[str, Any]:
     }
     if (t1 := _result(rep, "table1")) is not None:
         report["table1"] = t1
+    if (sc := _result(rep, "shortcut")) is not None:
+        report["shortcut"] = sc
     if (wr := _result(rep, "win_ratio")) is not None:
         report["table2"], report["table3"] = wr["table2"], wr["table3"]
         report["diagnostics"] = wr.get("diagnostics")
@@ -512,6 +546,7 @@ STEPS: tuple[tuple[str, Callable[[Reproduction], Any]], ...] = (
     ("rlvr", step_rlvr),
     ("rlmt", step_rlmt),
     ("table1", step_table1),
+    ("shortcut", step_shortcut),
     ("systems", step_systems),
     ("win_ratio", step_win_ratio),
     ("failure", step_failure),
