@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from seer.cli import UserError, main
-from seer.data import Quadruplet, Sample, save_image, write_jsonl
+from seer.data import Quadruplet, Sample, load_image, save_image, write_jsonl
 from seer.eval import reproduce as R
 from seer.eval.common import balanced_subset
 
@@ -160,6 +160,13 @@ def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
     assert [r["key"] for r in report["table3"]["rows"]] == ["naive", "base_cot", "rlvr_only"]
     assert report["table2"]["rows"][0]["avg_words"] > report["table2"]["rows"][1]["avg_words"]
     assert set(report["failure_modes"]) == {"base", "rlvr_only", "seer"}
+    assert set(report["judged"]) == {n for n, _, _ in R.SYSTEMS}
+    # the brightness judge: an image satisfies when bright, and always keeps the subject
+    naive_rows = [json.loads(x) for x in (out / "eval/systems/naive/outputs.jsonl").read_text().splitlines()]
+    bright = [float(load_image(out / "eval/systems/naive" / r["image"]).mean()) > 128 for r in naive_rows]
+    assert report["judged"]["naive"]["total"] == {"n": 8, "satisfied": float(np.mean(bright)), "subject_kept": 1.0,
+                                                  "success": float(np.mean(bright))}
+    assert "## Each system's images on their own" in md.read_text()
     assert len(report["general"]["generation"]["rows"]) == 3
     pairs = (out / "eval/pairs.jsonl").read_text().splitlines()
     assert len(pairs) == 8 * 5
@@ -173,7 +180,6 @@ def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
     assert "drawn by the base world model's generator" in text
     naive = json.loads((out / "eval/systems/naive/outputs.jsonl").read_text().splitlines()[0])
     from seer.backends.token_umm import TokenUMMBackend
-    from seer.data import load_image
 
     drawn = load_image(out / "eval/systems/naive" / naive["image"])
     redrawn = TokenUMMBackend.load(base).generate_images([naive["prompt_used"]], [naive["seed"]])[0]

@@ -246,6 +246,28 @@ def _win_details(report: dict[str, Any]) -> str:
             "exact sign test against 0.5 with ties dropped, wins/ties/losses.\n\n" + "\n\n".join(lines))
 
 
+def _judged(report: dict[str, Any]) -> str:
+    judged = report.get("judged")
+    if not judged:
+        return ""
+    header = ["System", "n", "satisfies the instruction (Simple / Hard)", "keeps the prompt's subject",
+              "both: success (Simple / Hard)"]
+    rows = []
+    for r in judged.values():
+        t, si, h = (r.get(k) or {} for k in ("total", "simple", "hard"))
+        rows.append([r.get("label", "?"), fmt(t.get("n")),
+                     f"{fmt(t.get('satisfied'))} ({fmt(si.get('satisfied'))} / {fmt(h.get('satisfied'))})",
+                     fmt(t.get("subject_kept")),
+                     f"{fmt(t.get('success'))} ({fmt(si.get('success'))} / {fmt(h.get('success'))})"])
+    return (
+        "## Each system's images on their own\n\n"
+        "What the judge reads in every test image, one image at a time (seer's; the paper reports only pairwise "
+        "win ratios): whether it satisfies the instruction, whether it keeps the prompt's subject, and both. A win "
+        "ratio above 0.5 against an opponent that fails as often says little; these rates say how often each "
+        "system's image is right.\n\n" + _table(header, rows)
+    )
+
+
 def _failure_modes(report: dict[str, Any]) -> str:
     fm = report.get("failure_modes")
     if not fm:
@@ -475,6 +497,7 @@ def render_report(report: dict[str, Any]) -> str:
                    "Same protocol. Naive concatenation is a ⊕ p0; Base (CoT) is the base model's own reasoning "
                    "reprompts before RL; RLVR-only is the policy after stage 1. The paper's other rows compare other "
                    "unified models, which have no counterpart here.", paper.TABLE3),
+        _judged(report),
         _failure_modes(report),
         _general(report),
         _findings(report),

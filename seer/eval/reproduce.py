@@ -364,6 +364,7 @@ def step_win_ratio(rep: Reproduction) -> dict[str, Any]:
         result[table] = {"rows": rows, "seer_avg_words": seer.avg_words(),
                          "seer_format_failures": seer.format_failures}
         raw_all.update(raw)
+    result["judged"] = {name: W.judged_rates(judge, samples, system) for name, system in systems.items()}
     W.export_pairs(rep.eval_dir / "pairs.jsonl", samples, seer,
                    [systems[n] for n in TABLE3_OPPONENTS + TABLE2_OPPONENTS])
     # the evaluator-error diagnostic: does the RLMT reward's evaluator agree with the judge on SEER-vs-naive pairs?
@@ -522,6 +523,7 @@ def build_report(rep: Reproduction) -> dict[str, Any]:
     if (wr := _result(rep, "win_ratio")) is not None:
         report["table2"], report["table3"] = wr["table2"], wr["table3"]
         report["diagnostics"] = wr.get("diagnostics")
+        report["judged"] = wr.get("judged")
     if (fm := _result(rep, "failure")) is not None:
         report["failure_modes"] = fm
     if (g := _result(rep, "general")) is not None:

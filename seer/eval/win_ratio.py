@@ -206,6 +206,29 @@ def judge_scores_table(
     return rows, raw
 
 
+def judged_rates(judge: Any, samples: Sequence[Sample], system: System) -> dict[str, Any]:
+    """What the judge reads in one system's images, each on its own (not a pair): the share that satisfy the
+    instruction, that keep the prompt's subject, and both (the paper's success), by the Table 1–3 breakdown's
+    Total / Simple / Hard."""
+    rows = []
+    for s in samples:
+        image = system.image(s.id)
+        check_judge_images(judge, (image,), f"case {s.id!r} ({system.name})")
+        a = judge.assess(s, image)
+        rows.append((s, bool(a.satisfied), bool(a.subject_kept)))
+
+    def rates(group: list[tuple[Sample, bool, bool]]) -> dict[str, Any]:
+        return {"n": len(group), "satisfied": float(np.mean([r[1] for r in group])),
+                "subject_kept": float(np.mean([r[2] for r in group])),
+                "success": float(np.mean([r[1] and r[2] for r in group]))}
+
+    out = {"label": system.label, "total": rates(rows) if rows else None}
+    for difficulty in ("simple", "hard"):
+        group = [r for r in rows if r[0].difficulty == difficulty]
+        out[difficulty] = rates(group) if group else None
+    return out
+
+
 def evaluator_agreement(
     evaluator_compare: Callable[[Sequence[Sample], Sequence[np.ndarray], Sequence[np.ndarray]], list[float]],
     samples: Sequence[Sample],
