@@ -167,6 +167,7 @@ def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
     assert report["judged"]["naive"]["total"] == {"n": 8, "satisfied": float(np.mean(bright)), "subject_kept": 1.0,
                                                   "success": float(np.mean(bright))}
     assert "## Each system's images on their own" in md.read_text()
+    assert [r["key"] for r in report["added_words"]["rows"]] == ["seer", "base_cot", "rlvr_only"]
     assert len(report["general"]["generation"]["rows"]) == 3
     pairs = (out / "eval/pairs.jsonl").read_text().splitlines()
     assert len(pairs) == 8 * 5

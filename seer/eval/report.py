@@ -268,6 +268,23 @@ def _judged(report: dict[str, Any]) -> str:
     )
 
 
+def _added_words(report: dict[str, Any]) -> str:
+    aw = report.get("added_words")
+    if not aw or not aw.get("rows"):
+        return ""
+    top = aw.get("seer_top") or []
+    header = ["Policy", "its most added words (share of test prompts)",
+              *(f"“{w}” (SEER's top {i + 1})" for i, w in enumerate(top))]
+    rows = [[r["label"], ", ".join(f"{w} {fmt(sh)}" for w, sh in r["top"]) or "–",
+             *(fmt(x) for x in r["seer_top_shares"])] for r in aw["rows"]]
+    return (
+        "## Words the policies add\n\n"
+        "Words in the prompt each policy gave the generator that are in neither the prompt p0 nor the instruction, "
+        "by the share of test cases whose prompt has them (seer's diagnostic). One word in nearly every prompt, "
+        "whatever the instruction, is a policy that found one change its reward pays for.\n\n" + _table(header, rows)
+    )
+
+
 def _failure_modes(report: dict[str, Any]) -> str:
     fm = report.get("failure_modes")
     if not fm:
@@ -413,6 +430,14 @@ def findings(report: dict[str, Any]) -> list[str]:
                    f"{fmt(undecided)} of the pairs the judge decides "
                    "(position bias), so its verdict carried no preference: RLMT's Eq. 9 reward was a coin flip on "
                    "the position, not a judgment of the images.")
+    aw = _rows_by_key(report.get("added_words"))
+    seer_top = ((aw.get("seer") or {}).get("top") or [None])[0]
+    if seer_top and seer_top[1] >= 0.8:
+        word, share = seer_top
+        base = (aw.get("base_cot") or {}).get("seer_top_shares") or [None]
+        out.append(f"SEER puts “{word}” into {fmt(share)} of its test prompts (Base (CoT) {fmt(base[0])}), whatever "
+                   "the instruction: RLMT found one change its evaluator pays for (reward hacking), not a reading "
+                   "of each instruction.")
     t2 = report.get("table2") or {}
     fails = t2.get("seer_format_failures")
     n = report.get("meta", {}).get("n_test_samples")
@@ -498,6 +523,7 @@ def render_report(report: dict[str, Any]) -> str:
                    "reprompts before RL; RLVR-only is the policy after stage 1. The paper's other rows compare other "
                    "unified models, which have no counterpart here.", paper.TABLE3),
         _judged(report),
+        _added_words(report),
         _failure_modes(report),
         _general(report),
         _findings(report),

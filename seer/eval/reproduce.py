@@ -365,6 +365,11 @@ def step_win_ratio(rep: Reproduction) -> dict[str, Any]:
                          "seer_format_failures": seer.format_failures}
         raw_all.update(raw)
     result["judged"] = {name: W.judged_rates(judge, samples, system) for name, system in systems.items()}
+    shares = {name: W.added_word_shares(samples, systems[name]) for name in ("seer", "base_cot", "rlvr_only")}
+    seer_top = list(shares["seer"])[:3]
+    result["added_words"] = {"seer_top": seer_top, "rows": [
+        {"key": name, "label": systems[name].label, "top": [[w, sh] for w, sh in list(shares[name].items())[:3]],
+         "seer_top_shares": [shares[name].get(w, 0.0) for w in seer_top]} for name in shares]}
     W.export_pairs(rep.eval_dir / "pairs.jsonl", samples, seer,
                    [systems[n] for n in TABLE3_OPPONENTS + TABLE2_OPPONENTS])
     # the evaluator-error diagnostic: does the RLMT reward's evaluator agree with the judge on SEER-vs-naive pairs?
@@ -524,6 +529,7 @@ def build_report(rep: Reproduction) -> dict[str, Any]:
         report["table2"], report["table3"] = wr["table2"], wr["table3"]
         report["diagnostics"] = wr.get("diagnostics")
         report["judged"] = wr.get("judged")
+        report["added_words"] = wr.get("added_words")
     if (fm := _result(rep, "failure")) is not None:
         report["failure_modes"] = fm
     if (g := _result(rep, "general")) is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -227,6 +228,20 @@ def judged_rates(judge: Any, samples: Sequence[Sample], system: System) -> dict[
         group = [r for r in rows if r[0].difficulty == difficulty]
         out[difficulty] = rates(group) if group else None
     return out
+
+
+def added_word_shares(samples: Sequence[Sample], system: System) -> dict[str, float]:
+    """Every word a system puts into the generator's prompt that is neither in the sample's prompt p0 nor in its
+    instruction, with the share of test cases whose prompt has it, most frequent first. One word in nearly every
+    prompt, whatever the instruction, is what a policy hacking its reward looks like (an evaluator that prefers any
+    change rewards any change)."""
+    counts: dict[str, int] = {}
+    for s in samples:
+        given = {w.lower() for w in re.findall(r"\w+", f"{s.prompt} {s.instruction}")}
+        used = {w.lower() for w in re.findall(r"\w+", system.outputs[s.id].prompt_used)}
+        for w in used - given:
+            counts[w] = counts.get(w, 0) + 1
+    return {w: c / len(samples) for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
 def evaluator_agreement(
