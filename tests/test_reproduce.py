@@ -46,6 +46,20 @@ def test_steps_leave_markers_and_resume_skips_them(tmp_path, monkeypatch):
     assert calls[-3:] == ["a", "b", "c"]
 
 
+def test_a_run_from_before_a_protocol_field_existed_resumes(tmp_path, monkeypatch):
+    calls = []
+    _counting_steps(monkeypatch, calls)
+    out = tmp_path / "rep"
+    R.reproduce(out, quick=True, only=("a",), log=lambda m: None)
+    settings = json.loads((out / "reproduce.json").read_text())
+    del settings["protocol"]["wrong_edit_negatives"]  # written by a seer without that field
+    (out / "reproduce.json").write_text(json.dumps(settings))
+    R.reproduce(out, quick=True, resume=True, log=lambda m: None)
+    assert calls == ["a", "b", "c"]
+    with pytest.raises(UserError, match="other settings"):  # but a field that differs still refuses
+        R.reproduce(out, quick=True, resume=True, wrong_edit_negatives=True, log=lambda m: None)
+
+
 def test_cli_reports_a_clobber_without_traceback(tmp_path, monkeypatch, capsys):
     _counting_steps(monkeypatch, [])
     out = tmp_path / "rep"

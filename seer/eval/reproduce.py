@@ -605,6 +605,8 @@ def reproduce(
     settings_file = out / "reproduce.json"
     if settings_file.is_file():
         before = json.loads(settings_file.read_text())
+        # a protocol field added since the run started has the default the run was made with
+        before["protocol"] = {**asdict(Protocol()), **(before.get("protocol") or {})}
         if before != settings:
             raise UserError(f"{settings_file}: this reproduction was started with other settings ({before}); "
                             "resume it with the same flags, or pass --overwrite")
