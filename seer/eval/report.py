@@ -250,7 +250,7 @@ def _judged(report: dict[str, Any]) -> str:
     judged = report.get("judged")
     if not judged:
         return ""
-    header = ["System", "n", "satisfies the instruction (Simple / Hard)", "keeps the prompt's subject",
+    header = ["System", "n", "satisfies the instruction (Simple / Hard)", "keeps the prompt",
               "both: success (Simple / Hard)"]
     rows = []
     for r in judged.values():
@@ -262,9 +262,10 @@ def _judged(report: dict[str, Any]) -> str:
     return (
         "## Each system's images on their own\n\n"
         "What the judge reads in every test image, one image at a time (seer's; the paper reports only pairwise "
-        "win ratios): whether it satisfies the instruction, whether it keeps the prompt's subject, and both. A win "
-        "ratio above 0.5 against an opponent that fails as often says little; these rates say how often each "
-        "system's image is right.\n\n" + _table(header, rows)
+        "win ratios): whether it satisfies the instruction, whether it keeps the prompt (its subject and every "
+        "attribute it states: the judge's prompt consistency), and both. A win ratio above 0.5 against an opponent "
+        "that fails as often says little; these rates say how often each system's image is right.\n\n"
+        + _table(header, rows)
     )
 
 

@@ -209,8 +209,8 @@ def judge_scores_table(
 
 def judged_rates(judge: Any, samples: Sequence[Sample], system: System) -> dict[str, Any]:
     """What the judge reads in one system's images, each on its own (not a pair): the share that satisfy the
-    instruction, that keep the prompt's subject, and both (the paper's success), by the Table 1–3 breakdown's
-    Total / Simple / Hard."""
+    instruction, that keep the prompt (the judge's ``subject_kept``: its subject and stated attributes), and both (the
+    paper's success), by the Table 1–3 breakdown's Total / Simple / Hard."""
     rows = []
     for s in samples:
         image = system.image(s.id)
