@@ -131,3 +131,11 @@ def test_training_summary_and_findings(tmp_path):
     assert any("from 0.50 (zero-shot) to 0.95" in f for f in found)
     md = rep.render_report(report)
     assert "## Findings" in md and "| 1 | 10 | 0.050 → 0.850 |" in md
+
+
+def test_p_values_near_the_thresholds_keep_two_significant_digits():
+    assert [rep.fmt_p(p) for p in (0.0096732, 0.036, 0.454, 2.2e-16)] == ["0.0097", "0.036", "0.454", "2.2e-16"]
+    report = {"meta": {}, "table3": {"rows": [{"key": "naive", "label": "vs. naive",
+                                              "cells": {"total": {"p_value": 0.0096732}}}]}}
+    md = rep.render_report(report)
+    assert "| every win-ratio row significant at p < 0.01 | 0.0097 | **met** |" in md

@@ -61,7 +61,9 @@ def fmt(x: Any, digits: int = 2) -> str:
 def fmt_p(p: Any) -> str:
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "–"
-    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+    if p < 1e-3:
+        return f"{p:.1e}"
+    return f"{p:.2g}" if p < 0.1 else f"{p:.3f}"  # two significant digits near the 0.01 and 0.05 thresholds
 
 
 def _table(header: list[str], rows: Iterable[list[str]]) -> str:
@@ -343,6 +345,8 @@ def _targets(report: dict[str, Any]) -> str:
         measured = t["measured"]
         if isinstance(measured, float) and "wall time" in t["target"]:
             measured = f"{measured / 60:.1f} min"
+        elif isinstance(measured, float) and "significant" in t["target"]:
+            measured = fmt_p(measured)
         else:
             measured = fmt(measured, 3) if not isinstance(measured, str) else measured
         rows.append([t["target"], measured, verdict, t.get("detail", "")])
