@@ -135,7 +135,7 @@ def test_training_summary_and_findings(tmp_path):
 
 def test_p_values_near_the_thresholds_keep_two_significant_digits():
     assert [rep.fmt_p(p) for p in (0.0096732, 0.036, 0.454, 2.2e-16)] == ["0.0097", "0.036", "0.454", "2.2e-16"]
-    report = {"meta": {}, "table3": {"rows": [{"key": "naive", "label": "vs. naive",
-                                              "cells": {"total": {"p_value": 0.0096732}}}]}}
+    cell = {**summarize_wins([1.0] * 10 + [0.0] * 2, n_boot=100).to_dict(), "p_value": 0.0096732}
+    report = {"meta": {}, "table3": {"rows": [{"key": "naive", "label": "vs. naive", "cells": {"total": cell}}]}}
     md = rep.render_report(report)
     assert "| every win-ratio row significant at p < 0.01 | 0.0097 | **met** |" in md
