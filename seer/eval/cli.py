@@ -143,13 +143,23 @@ def cmd_win_ratio(args: argparse.Namespace) -> int:
                             "NAME=CHECKPOINT_DIR")
         opponents.append(W.build_system(name, name, samples, reprompts, generator, out / "systems" / name,
                                         seed=args.seed))
-    rows, raw = W.judge_scores_table(default_judge(), samples, seer, opponents, seed=args.seed)
+    judge = default_judge()
+    rows, raw = W.judge_scores_table(judge, samples, seer, opponents, seed=args.seed)
     for r in rows:
         t = r["cells"]["total"]
         print(f"SEER {r['label']}: win ratio {fmt(t['win_ratio'])} [{fmt(t['ci_low'])}, {fmt(t['ci_high'])}] "
               f"p={fmt_p(t['p_value'])} (n={t['n']}); words SEER {fmt(seer.avg_words(), 1)} vs "
               f"{fmt(r['avg_words'], 1)}")
-    _write_json(out / "table.json", {"rows": rows, "seer_avg_words": seer.avg_words(), "scores": raw})
+    judged = {x.name: W.judged_rates(judge, samples, x) for x in (seer, *opponents)}
+    for name, j in judged.items():
+        t = j["total"] or {}
+        print(f"{name}'s images on their own: satisfy {fmt(t.get('satisfied'))}, keep the prompt "
+              f"{fmt(t.get('subject_kept'))}, both {fmt(t.get('success'))}")
+    added = W.added_word_shares(samples, seer)
+    print("words SEER adds (share of prompts): " + (", ".join(f"{w} {fmt(x)}" for w, x in list(added.items())[:3])
+                                                   or "none"))
+    _write_json(out / "table.json", {"rows": rows, "seer_avg_words": seer.avg_words(), "scores": raw,
+                                     "judged": judged, "seer_added_words": added})
     W.export_pairs(out / "pairs.jsonl", samples, seer, opponents)
     print(f"pairs for `seer annotate create`: {out / 'pairs.jsonl'}")
     return 0
