@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wrong-edit-negatives", action="store_true",
                    help="seer's, not the paper's: build the data with one more phase-2 training pair per sample, "
                    "the positive vs a wrongly edited image (seer world build-data --wrong-edit-negatives)")
+    p.add_argument("--plain-wins-pairs", action="store_true",
+                   help="seer's, not the paper's: one more phase-2 training pair per sample that the plain image of "
+                   "p0 wins, against a right edit of another subject (seer world build-data --plain-wins-pairs)")
     p.set_defaults(func=cmd_reproduce)
 
     ev = sub.add_parser("eval", help="measure checkpoints: evaluator accuracy, win ratios, pairs, report")
@@ -74,7 +77,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     path = reproduce(args.out, quick=args.quick, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
                      base=args.base, threads=args.threads, generator=args.generator,
-                     wrong_edit_negatives=args.wrong_edit_negatives or None)
+                     wrong_edit_negatives=args.wrong_edit_negatives or None,
+                     plain_wins_pairs=args.plain_wins_pairs or None)
     print(path)
     return 0
 

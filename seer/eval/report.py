@@ -480,9 +480,7 @@ def _header(report: dict[str, Any]) -> str:
         f"- Protocol: {'--quick (reduced)' if meta.get('quick') else 'full (paper: 10 epochs per stage)'}; "
         f"seed {meta.get('seed', '?')}; judge: {meta.get('judge', 'oracle')}",
         f"- Test set: {fmt(meta.get('n_test_samples'))} samples, {fmt(meta.get('n_test_quadruplets'))} quadruplets",
-        *(["- Training data: seer's wrong-edit negatives added to phase 2 (one more pair per sample, the positive "
-           "vs a wrongly edited image); the paper's A.1.4 uses only the image of p0"]
-          if (meta.get("protocol") or {}).get("wrong_edit_negatives") else []),
+        *_data_options(meta.get("protocol") or {}),
         f"- Wall time: {fmt((meta.get('wall_time_s') or float('nan')) / 60, 1)} min on "
         f"{meta.get('cpu_count', '?')} CPU core(s)",
         "",
@@ -494,6 +492,18 @@ def _header(report: dict[str, Any]) -> str:
         lines += ["", _table(["Step", "Wall time (s)", "Status"],
                              [[s["name"], fmt(s.get("wall_time_s"), 1), s.get("status", "done")] for s in steps])]
     return "\n".join(lines)
+
+
+def _data_options(protocol: dict[str, Any]) -> list[str]:
+    """Header lines for seer's phase-2 data options (the paper's A.1.4 uses only the image of p0 as the negative)."""
+    out = []
+    if protocol.get("wrong_edit_negatives"):
+        out.append("- Training data: seer's wrong-edit negatives added to phase 2 (one more pair per sample, the "
+                   "positive vs a wrongly edited image); the paper's A.1.4 uses only the image of p0")
+    if protocol.get("plain_wins_pairs"):
+        out.append("- Training data: seer's plain-wins pairs added to phase 2 (one more pair per sample, the image of "
+                   "p0 vs a right edit of another subject, which the plain image wins); not in the paper's A.1.4")
+    return out
 
 
 def _generator_kind(report: dict[str, Any]) -> str | None:

@@ -66,6 +66,9 @@ class Protocol:
     # seer's, not the paper's (A.1.4 uses only the image of p0 as the phase-2 negative): one more phase-2 training
     # pair per sample, the positive against a wrongly edited image (``seer world build-data --wrong-edit-negatives``)
     wrong_edit_negatives: bool = False
+    # seer's too: one more phase-2 training pair per sample that the plain image of p0 wins, against a right edit of
+    # another subject (``seer world build-data --plain-wins-pairs``)
+    plain_wins_pairs: bool = False
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
@@ -155,7 +158,8 @@ def step_data(rep: Reproduction) -> dict[str, Any]:
     from seer.world.build_data import BuildConfig, build_data
 
     summary = build_data(BuildConfig(out=str(rep.data_dir), base=str(rep.base) if rep.base else "", seed=rep.seed,
-                                     wrong_edit_negatives=rep.protocol.wrong_edit_negatives))
+                                     wrong_edit_negatives=rep.protocol.wrong_edit_negatives,
+                                     plain_wins_pairs=rep.protocol.plain_wins_pairs))
     return {"data_dir": str(rep.data_dir), "summary": summary if isinstance(summary, dict) else None}
 
 
@@ -575,6 +579,7 @@ def reproduce(
     threads: int = 1,
     generator: str | None = None,
     wrong_edit_negatives: bool | None = None,
+    plain_wins_pairs: bool | None = None,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> Path:
     """Run (or resume) a reproduction into ``out``; returns the path of REPORT.md. ``threads`` sets torch's intra-op
@@ -594,6 +599,8 @@ def reproduce(
             raise UserError(f"--generator: {e}") from e
     if wrong_edit_negatives is not None:
         protocol = replace(protocol, wrong_edit_negatives=wrong_edit_negatives)
+    if plain_wins_pairs is not None:
+        protocol = replace(protocol, plain_wins_pairs=plain_wins_pairs)
     if (out / "steps").is_dir() and any((out / "steps").iterdir()) and not (resume or overwrite):
         raise UserError(f"{out}: a reproduction is already there; pass --resume to continue it or --overwrite to "
                         "start afresh")

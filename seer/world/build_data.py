@@ -11,7 +11,9 @@ compliance then quality, then the best remaining feasible ones) become ``samples
   subject), rejected = an image of p0 with the subject swapped for another TRAIN subject;
 * phase 2 (instruction supervision): chosen = the verified positive, rejected = the image of p0 (verified not to
   satisfy the instruction: a hard negative); with ``wrong_edit_negatives`` (seer's, off by default) also the
-  positive vs the image of a rewrite with a wrong value of a targeted attribute (verified to fail).
+  positive vs the image of a rewrite with a wrong value of a targeted attribute (verified to fail); with
+  ``plain_wins_pairs`` (seer's, off by default) also a pair the plain image wins: the image of p0 (chosen) vs an
+  image of the correct rewrite with another subject (verified to satisfy the instruction and to lose the prompt).
 
 Test set (A.1.3): 40 instructions — 20 ID (training instructions, 8 Simple + 12 Hard) and 20 OOD (the OOD registry:
 unseen phrasings and unseen concepts, 8 Simple + 12 Hard), Simple:Hard = 2:3 in each — each with
@@ -59,6 +61,7 @@ class BuildConfig:
     retries: int = 4  # extra generation seeds tried for a test positive / a hard negative
     train_retries: int = 2  # extra generation seeds tried per training candidate before the feasibility filter
     wrong_edit_negatives: bool = False  # also a phase-2 pair per sample: the positive vs a wrongly edited image
+    plain_wins_pairs: bool = False  # also a phase-2 pair per sample: the p0 image vs a right edit of another subject
 
 
 def test_instructions(seed: int = 0) -> list[S.Instruction]:
@@ -154,6 +157,10 @@ def build_data(cfg: BuildConfig) -> dict:
     wrong_ok: list[bool] = []
     if cfg.wrong_edit_negatives:
         quads, wrong_ok = _with_wrong_edits(gen, oracle, out, samples, quads, cfg)
+    plain_ok: list[bool] = []
+    if cfg.plain_wins_pairs:
+        p0_verified = {s.id for s, ok in zip(samples, p0_ok, strict=True) if ok}
+        quads, plain_ok = _with_plain_wins(gen, oracle, out, samples, quads, cfg, p0_verified)
     write_jsonl(out / "samples.jsonl", samples)
     write_jsonl(out / "quadruplets_train.jsonl", sorted(quads, key=lambda q: (q.phase, q.id)))
 
@@ -194,6 +201,7 @@ def build_data(cfg: BuildConfig) -> dict:
         "train_hard_negative_verified": int(sum(p0_ok)),
         "quadruplets_train": {"phase1": len(kept), "phase2": sum(q.phase == 2 for q in quads)},
         "train_wrong_edit_negatives_verified": int(sum(wrong_ok)),
+        "train_plain_wins_verified": int(sum(plain_ok)),
         "test_samples": len(tests),
         "test_samples_by_distribution": {d: sum(s.distribution == d for s in tests) for d in ("id", "ood")},
         "test_quadruplets": len(tquads),
@@ -226,6 +234,39 @@ def _with_wrong_edits(gen, oracle, out: Path, samples: list[Sample], quads: list
         extra.append(Quadruplet(id=f"q2w-{s.id.removeprefix('train-')}", phase=2, instruction=s.instruction,
                                 prompt=s.prompt, category=s.category, image_chosen=s.image, image_rejected=rel,
                                 split="train", distribution="id"))
+    return quads + extra, ok
+
+
+def _with_plain_wins(gen, oracle, out: Path, samples: list[Sample], quads: list[Quadruplet],
+                     cfg: BuildConfig, p0_verified: set[str]) -> tuple[list[Quadruplet], list[bool]]:
+    """One more phase-2 pair per training sample whose p0 image was verified (``p0_verified``: it keeps the prompt
+    and fails the instruction), one the plain image wins: the image of p0 (chosen) vs an image of
+    the sample's correct rewrite with the subject swapped for another TRAIN subject, verified to satisfy the
+    instruction and to lose the prompt (the judge ranks keeping the prompt first, as the paper's "while preserving
+    p0"). In every other phase-2 pair the edited image wins, so "prefer the edited image" answers them all; in these
+    it is wrong. Drawn from their own random stream, so the rest of the data is the same with or without them."""
+    import re
+
+    rng = np.random.default_rng([cfg.seed, 0x91A1])
+    prompts = []
+    for s in samples:
+        subj = S.prompt_attributes(s.prompt)["subject"]
+        others = [t for t in TRAIN_SUBJECTS if t != subj]
+        other = others[int(rng.integers(len(others)))]
+        prompts.append(re.sub(rf"\b{subj}\b", other, s.reference_reprompt or s.prompt))
+    imgs, ok = _retry(gen, oracle, samples, prompts, rng, cfg.retries, lambda a: a.satisfied and not a.subject_kept)
+    p0_image = {q.id.removeprefix("q2-"): q.image_rejected for q in quads if q.phase == 2 and q.id.startswith("q2-")}
+    extra = []
+    ok = [good and s.id in p0_verified for s, good in zip(samples, ok, strict=True)]
+    for s, im, good in zip(samples, imgs, ok, strict=True):
+        if not good:
+            continue
+        n = s.id.removeprefix("train-")
+        rel = f"images/{s.id}-other.png"
+        save_image(out / rel, im)
+        extra.append(Quadruplet(id=f"q2p-{n}", phase=2, instruction=s.instruction, prompt=s.prompt,
+                                category=s.category, image_chosen=p0_image[n], image_rejected=rel, split="train",
+                                distribution="id"))
     return quads + extra, ok
 
 
