@@ -68,7 +68,7 @@ def test_cli_reports_a_clobber_without_traceback(tmp_path, monkeypatch, capsys):
     assert "already there; pass --resume" in capsys.readouterr().err
 
 
-def test_wrong_edit_negatives_reach_the_data_builder_and_the_settings(tmp_path, monkeypatch):
+def test_data_options_reach_the_data_builder_and_the_settings(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr("seer.world.build_data.build_data", lambda cfg: seen.append(cfg) or {"n": 0})
     monkeypatch.setattr(R, "STEPS", (("data", R.step_data),))
@@ -81,6 +81,9 @@ def test_wrong_edit_negatives_reach_the_data_builder_and_the_settings(tmp_path, 
         R.reproduce(out, quick=True, resume=True, log=lambda m: None)
     R.reproduce(tmp_path / "plain", quick=True, log=lambda m: None)
     assert [c.wrong_edit_negatives for c in seen] == [True, False]
+    assert main(["reproduce", "--quick", "--plain-wins-pairs", "--out", str(tmp_path / "pw")]) == 0
+    assert [(c.wrong_edit_negatives, c.plain_wins_pairs) for c in seen] == [(True, False), (False, False),
+                                                                             (False, True)]
 
 
 def test_limit_keeps_every_cell():

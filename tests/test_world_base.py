@@ -192,18 +192,30 @@ def test_build_data_small_is_deterministic_and_splits_are_disjoint(tmp_path):
 
     torch.set_num_threads(1)
     outs = []
-    for k in range(2):  # the second run adds wrongly edited negatives, from their own stream: the rest is the same
+    for k in range(3):  # runs 1 and 2 add wrongly edited negatives / plain-wins pairs, from their own streams
         cfg = BuildConfig(out=str(tmp_path / f"d{k}"), prompts_per_instruction=1, keep=12,
-                          test_prompts_per_instruction=1, retries=1, wrong_edit_negatives=k == 1)
+                          test_prompts_per_instruction=1, retries=1, wrong_edit_negatives=k == 1,
+                          plain_wins_pairs=k == 2)
         manifest = build_data(cfg)
         outs.append(manifest)
     extra = outs[1]["train_wrong_edit_negatives_verified"]
-    assert outs[0]["train_wrong_edit_negatives_verified"] == 0
+    plain = outs[2]["train_plain_wins_verified"]
+    assert outs[0]["train_wrong_edit_negatives_verified"] == outs[0]["train_plain_wins_verified"] == 0
     assert outs[1]["quadruplets_train"]["phase2"] == outs[0]["quadruplets_train"]["phase2"] + extra
-    same = ("config", "train_wrong_edit_negatives_verified", "quadruplets_train")
-    assert {k: v for k, v in outs[0].items() if k not in same} == {k: v for k, v in outs[1].items() if k not in same}
-    lines = [(tmp_path / f"d{k}" / "quadruplets_train.jsonl").read_text().splitlines() for k in range(2)]
+    assert outs[2]["quadruplets_train"]["phase2"] == outs[0]["quadruplets_train"]["phase2"] + plain
+    same = ("config", "train_wrong_edit_negatives_verified", "train_plain_wins_verified", "quadruplets_train")
+    for k in (1, 2):  # the rest of the data is the same with or without them
+        assert {a: v for a, v in outs[0].items() if a not in same} == {
+            a: v for a, v in outs[k].items() if a not in same}
+    lines = [(tmp_path / f"d{k}" / "quadruplets_train.jsonl").read_text().splitlines() for k in range(3)]
     assert [x for x in lines[1] if '"q2w-' not in x] == lines[0]
+    assert [x for x in lines[2] if '"q2p-' not in x] == lines[0]
+    q2 = {x.id.removeprefix("q2-"): x for x in load_quadruplets(tmp_path / "d2" / "quadruplets_train.jsonl")
+          if x.id.startswith("q2-")}
+    wins = [x for x in load_quadruplets(tmp_path / "d2" / "quadruplets_train.jsonl") if x.id.startswith("q2p-")]
+    assert len(wins) == plain and (plain > 0 or not outs[2]["train_kept"])
+    # the plain image of p0 is the chosen one, against an image made for another subject
+    assert all(x.image_chosen == q2[x.id.removeprefix("q2p-")].image_rejected for x in wins)
     wrong = load_quadruplets(tmp_path / "d1" / "quadruplets_train.jsonl")
     wrong = [x for x in wrong if x.id.startswith("q2w-")]
     assert len(wrong) == extra and (extra > 0 or not outs[1]["train_kept"])
