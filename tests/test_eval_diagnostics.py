@@ -61,4 +61,4 @@ def test_report_names_a_word_added_everywhere():
     assert "## Each system's images on their own" in md and "| SEER | 4 | 0.50 (– / –) | 0.75 | 0.50 (– / –) |" in md
     assert any("“night” into 0.98 of its test prompts (Base (CoT) 0.14)" in f for f in R.findings(report))
     report["added_words"]["rows"][0]["top"][0][1] = 0.5
-    assert not any("reward hacking" in f for f in R.findings(report))
+    assert not any("converged on one change" in f for f in R.findings(report))

@@ -84,3 +84,7 @@ def test_report_shows_the_probe_and_reads_it():
     assert any("prefer the edited image, not to read the instruction" in f for f in R.findings(report))
     report["shortcut"]["rows"][1] = row("seer_eval", 0.90, 0.5)
     assert any("it reads the instruction" in f for f in R.findings(report))
+    report["shortcut"]["rows"][1] = row("seer_eval", 0.52, 0.56)
+    assert any("at chance on both" in f for f in R.findings(report))
+    report["shortcut"]["rows"][1] = row("seer_eval", 0.70, 0.70)
+    assert any("partly reading the instruction" in f for f in R.findings(report))

@@ -403,6 +403,8 @@ def findings(report: dict[str, Any]) -> list[str]:
         verdict = ("it learned to prefer the edited image, not to read the instruction"
                    if ties >= 0.75 and two < 0.65 else
                    "it reads the instruction" if two >= 0.75 and abs(ties - 0.5) <= 0.2 else
+                   "at chance on both: it neither reads the instruction nor prefers change"
+                   if two < 0.6 and abs(ties - 0.5) < 0.15 else
                    "partly reading the instruction, partly preferring change")
         out.append(f"Shortcut probe: SEER-Eval picks the right one of two edited images {fmt(two)} of the time and "
                    f"the edited image on {fmt(ties)} of the judge's edit-vs-plain ties: {verdict}.")
@@ -441,8 +443,8 @@ def findings(report: dict[str, Any]) -> list[str]:
         word, share = seer_top
         base = (aw.get("base_cot") or {}).get("seer_top_shares") or [None]
         out.append(f"SEER puts “{word}” into {fmt(share)} of its test prompts (Base (CoT) {fmt(base[0])}), whatever "
-                   "the instruction: RLMT found one change its evaluator pays for (reward hacking), not a reading "
-                   "of each instruction.")
+                   "the instruction: RLMT converged on one change for every instruction (with an evaluator that "
+                   "prefers any change, a reward hack), not a reading of each instruction.")
     t2 = report.get("table2") or {}
     fails = t2.get("seer_format_failures")
     n = report.get("meta", {}).get("n_test_samples")
