@@ -36,6 +36,7 @@ Deterministic per seed (the base generator's sampling is seeded per image).
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -140,6 +141,7 @@ def build_data(cfg: BuildConfig) -> dict:
     swap_imgs = gen(swap_prompts, [int(s) for s in rng.integers(0, 2**31, len(kept))])
 
     samples, quads = [], []
+    p0_rel: dict[str, str] = {}  # sample id -> its p0 image, when verified (it keeps the prompt, fails the instruction)
     for n, i in enumerate(kept, 1):
         instr, p0, rep = cands[i]
         sid = f"train-{n:04d}"
@@ -147,6 +149,8 @@ def build_data(cfg: BuildConfig) -> dict:
         save_image(out / pos_rel, pos_imgs[i])
         save_image(out / neg_rel, p0_imgs[n - 1])
         save_image(out / swap_rel, swap_imgs[n - 1])
+        if p0_ok[n - 1]:
+            p0_rel[sid] = neg_rel
         samples.append(Sample(id=sid, instruction=instr.text, prompt=p0, category=instr.category, split="train",
                               distribution="id", image=pos_rel, reference_reprompt=rep))
         quads.append(Quadruplet(id=f"q1-{n:04d}", phase=1, instruction="", prompt=p0, category=instr.category,
@@ -159,8 +163,7 @@ def build_data(cfg: BuildConfig) -> dict:
         quads, wrong_ok = _with_wrong_edits(gen, oracle, out, samples, quads, cfg)
     plain_ok: list[bool] = []
     if cfg.plain_wins_pairs:
-        p0_verified = {s.id for s, ok in zip(samples, p0_ok, strict=True) if ok}
-        quads, plain_ok = _with_plain_wins(gen, oracle, out, samples, quads, cfg, p0_verified)
+        quads, plain_ok = _with_plain_wins(gen, oracle, out, samples, quads, cfg, p0_rel)
     write_jsonl(out / "samples.jsonl", samples)
     write_jsonl(out / "quadruplets_train.jsonl", sorted(quads, key=lambda q: (q.phase, q.id)))
 
@@ -238,15 +241,13 @@ def _with_wrong_edits(gen, oracle, out: Path, samples: list[Sample], quads: list
 
 
 def _with_plain_wins(gen, oracle, out: Path, samples: list[Sample], quads: list[Quadruplet],
-                     cfg: BuildConfig, p0_verified: set[str]) -> tuple[list[Quadruplet], list[bool]]:
-    """One more phase-2 pair per training sample whose p0 image was verified (``p0_verified``: it keeps the prompt
-    and fails the instruction), one the plain image wins: the image of p0 (chosen) vs an image of
+                     cfg: BuildConfig, p0_rel: dict[str, str]) -> tuple[list[Quadruplet], list[bool]]:
+    """One more phase-2 pair per training sample whose p0 image was verified (``p0_rel``: sample id -> that image,
+    which keeps the prompt and fails the instruction), one the plain image wins: the image of p0 (chosen) vs an image of
     the sample's correct rewrite with the subject swapped for another TRAIN subject, verified to satisfy the
     instruction and to lose the prompt (the judge ranks keeping the prompt first, as the paper's "while preserving
     p0"). In every other phase-2 pair the edited image wins, so "prefer the edited image" answers them all; in these
     it is wrong. Drawn from their own random stream, so the rest of the data is the same with or without them."""
-    import re
-
     rng = np.random.default_rng([cfg.seed, 0x91A1])
     prompts = []
     for s in samples:
@@ -255,18 +256,16 @@ def _with_plain_wins(gen, oracle, out: Path, samples: list[Sample], quads: list[
         other = others[int(rng.integers(len(others)))]
         prompts.append(re.sub(rf"\b{subj}\b", other, s.reference_reprompt or s.prompt))
     imgs, ok = _retry(gen, oracle, samples, prompts, rng, cfg.retries, lambda a: a.satisfied and not a.subject_kept)
-    p0_image = {q.id.removeprefix("q2-"): q.image_rejected for q in quads if q.phase == 2 and q.id.startswith("q2-")}
     extra = []
-    ok = [good and s.id in p0_verified for s, good in zip(samples, ok, strict=True)]
+    ok = [good and s.id in p0_rel for s, good in zip(samples, ok, strict=True)]
     for s, im, good in zip(samples, imgs, ok, strict=True):
         if not good:
             continue
-        n = s.id.removeprefix("train-")
         rel = f"images/{s.id}-other.png"
         save_image(out / rel, im)
-        extra.append(Quadruplet(id=f"q2p-{n}", phase=2, instruction=s.instruction, prompt=s.prompt,
-                                category=s.category, image_chosen=p0_image[n], image_rejected=rel, split="train",
-                                distribution="id"))
+        extra.append(Quadruplet(id=f"q2p-{s.id.removeprefix('train-')}", phase=2, instruction=s.instruction,
+                                prompt=s.prompt, category=s.category, image_chosen=p0_rel[s.id], image_rejected=rel,
+                                split="train", distribution="id"))
     return quads + extra, ok
 
 
