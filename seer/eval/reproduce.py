@@ -251,12 +251,16 @@ def _test_samples(rep: Reproduction) -> list[Any]:
     return balanced_subset(samples, rep.protocol.test_limit)
 
 
+# Table 1's evaluators: report key, checkpoint key, label
+EVALUATORS = (("zero_shot", "base", "Zero-shot (base)"), ("phase1", "phase1", "Phase 1 Only"),
+              ("seer_eval", "rlvr", "SEER-Eval"))
+
+
 def step_table1(rep: Reproduction) -> dict[str, Any]:
     from seer.eval.evaluator import evaluate_evaluator
 
     rows = []
-    for key, which, label in (("zero_shot", "base", "Zero-shot (base)"), ("phase1", "phase1", "Phase 1 Only"),
-                              ("seer_eval", "rlvr", "SEER-Eval")):
+    for key, which, label in EVALUATORS:
         backend = _open(rep, which)
         rows.append(evaluate_evaluator(
             backend, _test_quadruplets(rep), key=key, label=label, limit=rep.protocol.test_limit or None,
@@ -288,8 +292,7 @@ def step_shortcut(rep: Reproduction) -> dict[str, Any]:
     quads = balanced_subset(quads, rep.protocol.test_limit)
     pairs = SC.probe_pairs(quads, rep.data_dir, _judge(rep), _subject_of)
     rows = []
-    for key, which, label in (("zero_shot", "base", "Zero-shot (base)"), ("phase1", "phase1", "Phase 1 Only"),
-                              ("seer_eval", "rlvr", "SEER-Eval")):
+    for key, which, label in EVALUATORS:
         backend = _open(rep, which)
         rows.append({"key": key, "label": label, **SC.probe_evaluator(
             backend, pairs, rep.data_dir, max_new_tokens=rep.protocol.verdict_max_new_tokens)})

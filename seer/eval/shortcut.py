@@ -55,11 +55,11 @@ def probe_pairs(quads: Sequence[Quadruplet], root: str | Path, judge: Any,
         return ProbePair(kind, replace(q, id=f"{q.id}-{kind}", image_chosen=first, image_rejected=second),
                          float(judge.compare(sample, x, y)))
 
+    subjects = [subject_of(q.prompt) for q in quads]
     pairs = []
-    for qi in quads:
-        subject = subject_of(qi.prompt)
-        other = next((qj for qj in quads if qj.instruction != qi.instruction and subject_of(qj.prompt) == subject),
-                     None)
+    for qi, subject in zip(quads, subjects, strict=True):
+        other = next((qj for qj, sj in zip(quads, subjects, strict=True)
+                      if qj.instruction != qi.instruction and sj == subject), None)
         if other is None:
             continue
         pairs.append(pair("other_edit", qi, qi.image_chosen, other.image_chosen))
