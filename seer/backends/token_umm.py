@@ -20,6 +20,14 @@ Text sampling and scoring use the same restricted vocabulary (text tokens and ``
 ``<pad> <unk> <bos> <sep> <gen> <boi> <eoi>`` masked), so the log-probs the sampler saw at temperature 1 equal the
 ones :meth:`TokenUMMBackend.token_logprobs` recomputes. Every sampled row draws its noise from its own
 ``torch.Generator`` (Gumbel-max), so a row's result depends on its own inputs and seed only, not on its batch-mates.
+
+**Decoupled image input (world v2).** A backend built with a :class:`VisionInput` reads the images of understanding
+contexts through a frozen vision encoder and a trained aligner (Janus's SigLIP + aligner in miniature): the code tokens
+of a ``<boi> … <eoi>`` span in a sequence without ``<gen>`` are embedded as ``aligner(encoder(pixels))`` instead of by
+their ``embed_tokens`` rows, while generation (``<gen>`` sequences and decoded codes) keeps the VQ code rows. The
+encoder reads the pixels its codes decode to; in the world a render and a generation *are* their codes (the round trip
+is exact), and the token ids stay the one key of a context, so shared prefills and caches need no image tensors. The
+encoder is ϕ (frozen, in :meth:`TokenUMMBackend.frozen_state`); the aligner is θ.
 """
 
 from __future__ import annotations
@@ -69,6 +77,7 @@ KIND = "token_umm"
 DTYPES = ("float32", "bfloat16")
 _MODEL_FILES = ("config.json", "model.safetensors")
 _TOKENIZER_FILE = "tokenizer.json"
+_ALIGNER_FILE = "aligner.safetensors"
 
 
 def collate(examples: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -133,6 +142,69 @@ def _filter_top_k_top_p(logits: torch.Tensor, top_k: int, top_p: float) -> torch
     return logits
 
 
+class VisionInput(torch.nn.Module):
+    """Understanding images through a frozen encoder (ϕ) and a trained aligner (θ); see the module docstring.
+
+    ``centroids`` (K, 48) are the codebook's patch pixel values in [0, 255] and ``perm`` the codebook's token order
+    (token t is raster cell ``perm[t]``), so codes decode to the raster cells the encoder reads."""
+
+    def __init__(self, encoder: torch.nn.Module, aligner: torch.nn.Module, centroids: np.ndarray, perm: np.ndarray):
+        super().__init__()
+        self.encoder = encoder
+        self.encoder.requires_grad_(False)
+        self.encoder.eval()
+        self.aligner = aligner
+        self.register_buffer("centroids", torch.as_tensor(np.asarray(centroids, np.float32)).reshape(
+            len(centroids), -1) / 255.0, persistent=False)
+        perm = torch.as_tensor(np.asarray(perm), dtype=torch.long)
+        self.register_buffer("perm", perm, persistent=False)
+        self.register_buffer("inv", torch.argsort(perm), persistent=False)
+
+    def features(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, L) code indices (token order) → (N, L, hidden) aligned features (token order)."""
+        patches = self.centroids[codes][:, self.inv]  # (N, L, 48) raster order
+        with torch.no_grad():
+            feats = self.encoder(patches)  # the encoder is frozen: no graph through it
+        return self.aligner(feats)[:, self.perm]
+
+    def embed(self, input_ids: torch.Tensor, embeds: torch.Tensor, span: tuple[int, int, int, int, int, int]):
+        """Replace the embeddings of understanding-image codes in ``embeds`` (B, S, H); ``span`` = (image_start,
+        num_codes, tokens_per_image, boi, eoi, gen ids)."""
+        lo, K, L, boi, eoi, gen = span
+        is_code = (input_ids >= lo) & (input_ids < lo + K)
+        inside = ((input_ids == boi).long().cumsum(1) - (input_ids == eoi).long().cumsum(1)) > 0
+        und = is_code & inside & ~(input_ids == gen).any(1, keepdim=True)
+        if not bool(und.any()):
+            return embeds
+        rows, cols = und.nonzero(as_tuple=True)  # row-major: each image's L codes are consecutive
+        if rows.numel() % L:
+            raise BackendError(f"an understanding image span holds {rows.numel()} code tokens, not a multiple of "
+                               f"the {L} tokens per image")
+        codes = (input_ids[rows, cols] - lo).view(-1, L)
+        feats = self.features(codes).reshape(-1, embeds.shape[-1]).to(embeds.dtype)
+        return embeds.index_put((rows, cols), feats)
+
+
+class UMMNet(torch.nn.Module):
+    """A ``LlamaForCausalLM`` whose understanding images are read through a :class:`VisionInput`; it takes the
+    same keyword arguments as the language model (``input_ids`` required) and returns its output."""
+
+    def __init__(self, llm: LlamaForCausalLM, vision: VisionInput, span: tuple[int, int, int, int, int, int]):
+        super().__init__()
+        self.llm = llm
+        self.vision = vision
+        self.span = span
+
+    @property
+    def config(self):
+        return self.llm.config
+
+    def forward(self, input_ids: torch.Tensor, **kwargs: Any):
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        embeds = self.vision.embed(input_ids, embeds, self.span)
+        return self.llm(inputs_embeds=embeds, **kwargs)
+
+
 class TokenUMMBackend:
     """A :class:`~seer.backends.base.UnifiedBackend` over a ``LlamaForCausalLM`` with text and image tokens.
 
@@ -155,6 +227,7 @@ class TokenUMMBackend:
         image_cfg_scale: float = 1.0,
         dtype: str = "float32",
         device: str | torch.device = "cpu",
+        vision: VisionInput | None = None,
     ):
         if dtype not in DTYPES:
             raise BackendError(f"dtype must be one of {DTYPES}, got {dtype!r}")
@@ -199,7 +272,14 @@ class TokenUMMBackend:
         self._phi_saved = {k: p[self._phi_rows].detach().clone() for k, p in self._phi_params.items()}
         for p in self._phi_params.values():
             p.register_hook(self._zero_phi_grad)
-        self._train_module: torch.nn.Module = self.model
+        self.vision = vision
+        # the module every forward runs: the language model itself, or with the decoupled vision input
+        self.net: torch.nn.Module = self.model
+        if vision is not None:
+            span = (self.image_start, self.num_image_codes, image_tokenizer.tokens_per_image, self.boi_id,
+                    self.eoi_id, self.gen_id)
+            self.net = UMMNet(self.model, vision.to(device).float(), span)
+        self._train_module: torch.nn.Module = self.net
         self._reference: LlamaForCausalLM | None = None
         self.set_reference()
 
@@ -297,10 +377,12 @@ class TokenUMMBackend:
                 model = LlamaForCausalLM.from_pretrained(str(path), dtype=torch.float32)
         except Exception as e:
             raise BackendError(f"{path / 'model.safetensors'}: cannot be loaded ({e})") from e
+        vision = _load_vision(path, meta, codebook, config.hidden_size) if "vision" in meta else None
         return cls(
             model,
             tokenizer,
             codebook,
+            vision=vision,
             max_batch=meta.get("max_batch", 32) if max_batch is None else max_batch,
             image_temperature=meta.get("image_temperature", 1.0) if image_temperature is None else image_temperature,
             image_cfg_scale=meta.get("image_cfg_scale", 1.0) if image_cfg_scale is None else image_cfg_scale,
@@ -315,6 +397,14 @@ class TokenUMMBackend:
             self.model.save_pretrained(str(path))
         self.tokenizer.save_pretrained(str(path))
         self.image_tokenizer.save(path)
+        vision_meta = {}
+        if self.vision is not None:
+            from safetensors.torch import save_file
+
+            self.vision.encoder.save(path)
+            save_file({k: v.detach().float().contiguous() for k, v in self.vision.aligner.state_dict().items()},
+                      str(path / _ALIGNER_FILE))
+            vision_meta = {"vision": {"encoder": "seer.world.vision", "aligner": _ALIGNER_FILE}}
         write_backend_meta(
             path,
             KIND,
@@ -327,6 +417,7 @@ class TokenUMMBackend:
             image_temperature=self.image_temperature,
             image_cfg_scale=self.image_cfg_scale,
             dtype=self.dtype,
+            **vision_meta,
         )
 
     # -- sequence formats ----------------------------------------------------------------------------------------
@@ -413,8 +504,8 @@ class TokenUMMBackend:
         dev = self.device
         input_ids, attn, pos = self._left_pad(prompts)
         with self._autocast():
-            out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True,
-                             logits_to_keep=1)
+            out = self.net(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True,
+                           logits_to_keep=1)
         cache, logits = out.past_key_values, out.logits[:, -1].float()
         if row_of is not None:
             index = torch.as_tensor(row_of, dtype=torch.long, device=dev)
@@ -435,8 +526,8 @@ class TokenUMMBackend:
                 break
             attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=dev)], 1)
             with self._autocast():
-                out = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
-                                 past_key_values=cache, use_cache=True)
+                out = self.net(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
+                               past_key_values=cache, use_cache=True)
             cache, logits = out.past_key_values, out.logits[:, -1].float()
             next_pos = next_pos + 1
         T = torch.stack(tokens, 1).cpu()  # (B, steps)
@@ -578,7 +669,7 @@ class TokenUMMBackend:
         # a GRPO group scores G completions of one context: run that context once. Only on the bare model: a DDP
         # wrapper expects a single forward per backward
         repeated = len({tuple(c) for c in ctxs}) < len(ctxs)
-        if self.share_prefix and repeated and isinstance(module, LlamaForCausalLM):
+        if self.share_prefix and repeated and isinstance(module, (LlamaForCausalLM, UMMNet)):
             return self._score_shared(ctxs, comps, T, module)
         return self._score_flat(ctxs, comps, T, module)
 
@@ -659,12 +750,15 @@ class TokenUMMBackend:
         return grad
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for p in self.model.parameters() if p.requires_grad]
+        return [p for p in self.net.parameters() if p.requires_grad]
 
     def frozen_state(self) -> dict[str, torch.Tensor]:
         rows = f"[{self.image_start}:{self.image_start + self.num_image_codes}]"
         state = {f"{k}{rows}": p[self._phi_rows].detach().clone() for k, p in self._phi_params.items()}
         state["image_tokenizer.centroids"] = torch.from_numpy(self.image_tokenizer.centroids.copy())
+        if self.vision is not None:
+            state.update({f"vision.encoder.{k}": v.detach().clone()
+                          for k, v in self.vision.encoder.state_dict().items()})
         return state
 
     @torch.no_grad()
@@ -673,13 +767,13 @@ class TokenUMMBackend:
             p[self._phi_rows] = self._phi_saved[k]
 
     def set_reference(self) -> None:
-        ref = copy.deepcopy(self.model)
+        ref = copy.deepcopy(self.net)
         ref.requires_grad_(False)
         ref.eval()
         self._reference = ref
 
     def train_module(self) -> torch.nn.Module:
-        return self.model
+        return self.net
 
     def use_train_module(self, module: torch.nn.Module) -> None:
         """Use ``module`` (e.g. a DDP wrapper of :meth:`train_module`) for differentiable forwards; generation
@@ -708,7 +802,37 @@ class TokenUMMBackend:
             "intermediate": cfg.intermediate_size,
             "max_position": cfg.max_position_embeddings,
             "dtype": self.dtype,
+            **({} if self.vision is None else {
+                "vision_encoder_params (phi)": sum(p.numel() for p in self.vision.encoder.parameters()),
+                "aligner_params (theta)": sum(p.numel() for p in self.vision.aligner.parameters())}),
         }
+
+
+def _load_vision(path: Path, meta: dict, codebook: PatchCodebook, hidden: int) -> VisionInput:
+    """The decoupled vision input of a saved backend (``backend.json`` names it under ``vision``)."""
+    from safetensors.torch import load_file
+
+    from seer.world.vision import Aligner, VisionEncoder
+
+    spec = meta["vision"]
+    if not isinstance(spec, dict) or spec.get("encoder") != "seer.world.vision":
+        raise BackendError(f"{path / 'backend.json'}: vision is {spec!r}; the only known encoder is "
+                           f"{{'encoder': 'seer.world.vision', 'aligner': {_ALIGNER_FILE!r}}}")
+    encoder = VisionEncoder.load(path)
+    cells, values = encoder.pos.shape[0], encoder.stem[0].in_features
+    if cells != codebook.tokens_per_image or codebook.patch * codebook.patch * 3 != values:
+        raise BackendError(f"{path}: the vision encoder reads {encoder.pos.shape[0]} cells of "
+                           f"{encoder.stem[0].in_features} values but the codebook makes {codebook.tokens_per_image} "
+                           f"tokens of {codebook.patch}x{codebook.patch} patches")
+    aligner = Aligner(encoder.cfg.dim, hidden)
+    f = path / _ALIGNER_FILE
+    if not f.is_file():
+        raise BackendError(f"{f}: missing; backend.json names a vision input, which needs its aligner")
+    try:
+        aligner.load_state_dict(load_file(str(f)))
+    except (RuntimeError, OSError) as e:
+        raise BackendError(f"{f}: does not fit a {encoder.cfg.dim} -> {hidden} aligner ({e})") from e
+    return VisionInput(encoder, aligner, codebook.centroids, codebook._perm)
 
 
 # words of a tiny world, so the tiny backend can tokenise everyday test prompts without <unk>
@@ -729,9 +853,16 @@ def tiny_words() -> list[str]:
     return collect_words([*texts, "A B", NO_INSTRUCTION, " ".join(_TINY_WORDS)])
 
 
-def tiny_random_backend(seed: int = 0, **options: Any) -> TokenUMMBackend:
+def tiny_random_backend(seed: int = 0, vision: bool = False, **options: Any) -> TokenUMMBackend:
     """A random, very small token UMM for fast tests: hidden 32, 2 layers, 16×16 images in 4×4 patches (16 tokens
-    per image), 32 image codes."""
+    per image), 32 image codes; ``vision=True`` adds a random decoupled vision input (encoder width 16, 1 layer)."""
     codebook = PatchCodebook.random(32, (16, 16), 4, seed=seed)
+    if vision:
+        from seer.world.vision import Aligner, EncoderConfig, VisionEncoder
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = VisionEncoder(EncoderConfig(dim=16, layers=1, heads=2, cells=codebook.tokens_per_image))
+            options["vision"] = VisionInput(encoder, Aligner(16, 32), codebook.centroids, codebook._perm)
     return TokenUMMBackend.create(tiny_words(), codebook, hidden=32, layers=2, heads=2, intermediate=64,
                                   max_position=512, seed=seed, **options)

@@ -58,7 +58,8 @@ def load_base(path: str | Path | None = None, **backend_options: Any):
     from seer.backends.text_tokenizer import collect_words
 
     vocab = backend.tokenizer.get_vocab()
-    missing = [w for w in collect_words(vocabulary_texts()) if w not in vocab]
+    v2 = bool((meta.get("config") or {}).get("vision"))  # a v1 base never saw the judgement task's words
+    missing = [w for w in collect_words(vocabulary_texts(judge=v2)) if w not in vocab]
     if missing:
         raise BackendError(f"{d / UMM_DIR / 'tokenizer.json'}: the tokenizer lacks world words {missing[:10]}; the "
                            f"base does not match this world")

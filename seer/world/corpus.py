@@ -65,9 +65,17 @@ CAPTION_PREFIXES = tuple(p for p in ("", "", "", "a picture of", "an image of", 
                          if not set(p.split()) & INSTRUCTION_WORDS - {"a"})
 
 KINDS = ("generate", "describe", "ask", "read", "concept_ask", "define", "reprompt", "evaluate", "read_detail", "paint",
-         "evaluate_judged", "evaluate_balanced", "evaluate_paths", "generate_distracted", "follow", "generate_uncond")
+         "evaluate_judged", "evaluate_balanced", "evaluate_paths", "generate_distracted", "follow", "generate_uncond",
+         "judge", "evaluate_checked")
 MIX = {"generate": 0.40, "describe": 0.10, "ask": 0.14, "concept_ask": 0.12, "define": 0.03, "reprompt": 0.14,
        "evaluate": 0.07}
+
+# World v2 (issue 20): the base reads images through a vision encoder, so no warm phase is needed to form the attention
+# that finds the subject; about a tenth of the mix is the single-image instruction judgement ("judge"), and the pairwise
+# prior is "evaluate_checked" (each image read and checked, the verdict a coin flip).
+MIX_V2 = {"generate": 0.40, "describe": 0.08, "ask": 0.10, "concept_ask": 0.10, "define": 0.03, "reprompt": 0.12,
+          "judge": 0.10, "evaluate_checked": 0.07}
+JUDGE_QUESTION = "does the image follow the instruction ?"
 
 # Warm phases, in this order, before MIX: each batch is one kind, the kind of the phase. Each forms one attention
 # pattern that a mixed corpus did not form on its own (measured on this machine, lr 7e-4 / 5e-4, batch 64):
@@ -101,7 +109,7 @@ VERDICT_FOLLOWS = 0.65
 FOLLOW_CONTEXT = "which image is better ?"
 # PretrainConfig.evaluator_prior → the corpus kind that carries it
 EVALUATOR_PRIORS = {"captions": "evaluate", "judged": "evaluate_judged", "balanced": "evaluate_balanced",
-                    "paths": "evaluate_paths"}
+                    "paths": "evaluate_paths", "checked": "evaluate_checked"}
 _PRIOR_OF_KIND = {kind: prior for prior, kind in EVALUATOR_PRIORS.items()}
 # "evaluate_paths": how often a phase-2 trace checks the instruction rather than only the prompt's subject (the
 # reprompting prior's faithful path is taken about as often)
@@ -293,6 +301,10 @@ def make_example(kind: str, rng: np.random.Generator) -> tuple[str, tuple]:
         prompt = minimal_prompt(rng, _rand(rng, SUBJECTS), set(instr.rule))
         completion, _ = reprompt_completion(instr, prompt, rng)
         return "text", (Context(DEFAULT_TEMPLATES.reprompt_text(instr.text, prompt)), completion)
+    if kind == "judge":
+        return judge_example(rng, seed)
+    if kind == "evaluate_checked":
+        return checked_pair_example(rng, seed)
     if kind in _PRIOR_OF_KIND:
         return evaluate_example(rng, seed, _PRIOR_OF_KIND[kind])
     if kind == "follow":
@@ -360,6 +372,92 @@ def evaluate_example(rng: np.random.Generator, seed: int, prior: str = "captions
     return "text", (ctx, f"<think> {think} </think> <answer> {verdict} </answer>")
 
 
+def _yn(ok: bool) -> str:
+    return "yes" if ok else "no"
+
+
+def prompt_kept(spec: Spec, prompt: str) -> bool:
+    """The image keeps p0: its subject and every attribute p0 states (the judge's prompt consistency)."""
+    return all(getattr(spec, k) == v for k, v in S.prompt_attributes(prompt).items())
+
+
+def checks(spec: Spec, instr: S.Instruction | None, prompt: str) -> str:
+    """A trace's checks of one image: ``instruction yes . prompt no .`` (phase-1 contexts: the prompt only)."""
+    kept = f"prompt {_yn(prompt_kept(spec, prompt))} ."
+    return kept if instr is None else f"instruction {_yn(S.satisfies(spec.attributes(), instr.rule))} . {kept}"
+
+
+def candidate_spec(kind: str, instr: S.Instruction, prompt: str, rng: np.random.Generator) -> Spec:
+    """An image for ``instr`` applied to ``prompt``, of one of the kinds an evaluator must tell apart:
+    'right' (the instruction met, p0 kept), 'plain' (p0 as it is), 'wrong' (every targeted attribute given a value the
+    rule does not allow), 'other' (an edit made for another instruction), 'lost' (the instruction met, the subject
+    swapped)."""
+    base = S.prompt_attributes(prompt)
+    if kind == "right":
+        return S.satisfying_spec(instr.rule, base, rng)
+    if kind == "plain":
+        return Spec(**{**S.DEFAULTS, **base})
+    if kind == "wrong":
+        return S.violating_spec(instr.rule, base, rng)
+    if kind == "other":
+        other = _rand(rng, [i for i in S.INSTRUCTIONS.values() if i.rule != instr.rule])
+        return S.satisfying_spec(other.rule, base, rng)
+    if kind == "lost":
+        return replace(S.satisfying_spec(instr.rule, base, rng), subject=swapped_subject(base["subject"], rng))
+    raise ValueError(f"unknown candidate kind {kind!r}")
+
+
+JUDGE_KINDS = {"right": 0.4, "plain": 0.15, "wrong": 0.15, "other": 0.15, "lost": 0.15}
+
+
+def judge_example(rng: np.random.Generator, seed: int) -> tuple[str, tuple]:
+    """The single-image instruction judgement (world v2): image + instruction + p0 → what the image shows, what the
+    instruction asks, whether it is met and p0 kept → yes/no. Over ID and OOD instructions (as every understanding
+    task of the corpus; OOD instructions are unseen only by RL), on renders of the kinds in ``JUDGE_KINDS``."""
+    instr = _rand(rng, list(S.INSTRUCTIONS.values()))
+    prompt = minimal_prompt(rng, _rand(rng, SUBJECTS), set(instr.rule))
+    spec = candidate_spec(_weighted(rng, JUDGE_KINDS), instr, prompt, rng)
+    img, full = render(spec, seed)
+    ok = S.satisfies(full.attributes(), instr.rule) and prompt_kept(full, prompt)
+    ctx = Context(f"{_OPEN} instruction : {instr.text} prompt : {prompt} . {JUDGE_QUESTION}", (img,))
+    think = (f"the image shows {full_caption(full)} . the instruction asks for {S.describe_rule(instr.rule)} . "
+             f"{checks(full, instr, prompt)}")
+    return "text", (ctx, f"<think> {think} </think> <answer> {_yn(ok)} </answer>")
+
+
+# the pair kinds of the "checked" pairwise prior's phase-2 contexts (the first image of each pair is 'right' unless
+# the kind says otherwise): the paper's pair, and the pairs of seer's shortcut-proof set
+CHECKED_PAIRS = {("right", "plain"): 0.25, ("right", "other"): 0.25, ("right", "wrong"): 0.25, ("plain", "lost"): 0.25}
+
+
+def checked_pair_example(rng: np.random.Generator, seed: int) -> tuple[str, tuple]:
+    """The pairwise prior of world v2, in the RLVR format: each image read (its full caption) and checked against the
+    instruction and p0 — the checks the single-image judgement teaches — and then a coin-flip verdict, so the
+    zero-shot evaluator is at chance and RLVR's job is to make the verdict follow the checks (the paper's
+    activation), not to teach them. Phase-1 contexts (40%): p0's image vs the subject swapped, checked against p0."""
+    subject = _rand(rng, SUBJECTS)
+    if rng.random() < 0.4:
+        instr, prompt = None, f"a {subject}"
+        specs = [Spec(subject=subject, **S.DEFAULTS), Spec(subject=swapped_subject(subject, rng), **S.DEFAULTS)]
+    else:
+        instr = _rand(rng, list(S.INSTRUCTIONS.values()))
+        prompt = minimal_prompt(rng, subject, set(instr.rule))
+        specs = [candidate_spec(k, instr, prompt, rng) for k in _weighted_pair(rng)]
+    a, b = render(specs[0], seed), render(specs[1], seed + 1)
+    if rng.random() < 0.5:
+        a, b = b, a
+    ctx = Context(DEFAULT_TEMPLATES.evaluator_text(instr.text if instr else NO_INSTRUCTION, prompt), (a[0], b[0]))
+    think = " ".join(f"image {x} shows {full_caption(spec)} . {checks(spec, instr, prompt)}"
+                     for x, (_, spec) in zip("AB", (a, b), strict=True))
+    verdict = "A" if rng.random() < 0.5 else "B"  # uninformative on purpose
+    return "text", (ctx, f"<think> {think} </think> <answer> {verdict} </answer>")
+
+
+def _weighted_pair(rng: np.random.Generator) -> tuple[str, str]:
+    pairs = list(CHECKED_PAIRS)
+    return pairs[int(rng.choice(len(pairs), p=list(CHECKED_PAIRS.values())))]
+
+
 def encode(backend, example: tuple[str, tuple]) -> tuple[list[int], list[int]]:
     kind, payload = example
     if kind == "image":
@@ -367,13 +465,16 @@ def encode(backend, example: tuple[str, tuple]) -> tuple[list[int], list[int]]:
     return backend.encode_text_example(*payload)
 
 
-def vocabulary_texts() -> list[str]:
-    """Every text the corpus can produce words from (for the word-level vocabulary), deterministic."""
+def vocabulary_texts(judge: bool = True) -> list[str]:
+    """Every text the corpus can produce words from (for the word-level vocabulary), deterministic. ``judge=False``:
+    without the single-image judgement's words (a world v1 base never saw them)."""
     texts = [DEFAULT_TEMPLATES.system, DEFAULT_TEMPLATES.evaluator, DEFAULT_TEMPLATES.reprompt,
              " ".join(FILLERS), " ".join(CAPTION_PREFIXES), " ".join(QUESTIONS.values()), "describe the image .",
              "is its does it look yes no what makes something look", "A B", NO_INSTRUCTION,
              "the instruction asks for a concrete change . that means keep the just add instruction to prompt "
              "suggests is enough image shows", "plain normal none"]
+    if judge:
+        texts += [f"instruction prompt : {JUDGE_QUESTION}", "the image shows the instruction asks for"]
     texts = [t.replace("{instruction}", " ").replace("{prompt}", " ") for t in texts]
     texts += list(S.INSTRUCTIONS) + list(S.CONCEPTS) + list(ATTRIBUTES)
     texts += [" ".join(v) for v in ATTRIBUTES.values()]

@@ -116,12 +116,12 @@ class PretrainConfig:
     batch: int = 64  # sequences per step
     lr: float = 7e-4  # peak learning rate (2e-3 never formed the attention that reads the subject: see below)
     warmup: int = 100  # linear warm-up steps
-    warm_steps: int = 450  # warm phase 1: "read" batches (subject/colour questions; corpus.WARM_KINDS)
+    warm_steps: int = 0  # warm phase 1: "read" batches (subject/colour questions; corpus.WARM_KINDS); v1 recipe: 450
     detail_steps: int = 0  # warm phase 2: "read_detail" batches (material/accessory questions); trial: 300
     paint_steps: int = 0  # warm phase 3: "paint" batches (captions stating colour/material → image); trial: 450
     follow_steps: int = 0  # warm phase 4: "follow" batches (the verdict names the image its trace passed)
     evaluator_steps: int = 0  # warm phase 5: batches of the evaluator prior's kind (forms the pairwise reading)
-    evaluator_prior: str = "captions"  # "captions" (shipped), "judged", "balanced" or "paths" (corpus.EVALUATOR_PRIORS)
+    evaluator_prior: str = "checked"  # corpus.EVALUATOR_PRIORS: "checked" (v2), "captions" (the v1 base), "judged", ...
     distract: float = 0.0  # share of the main mix's "generate" batches that are "generate_distracted" (shipped: 0)
     uncond: float = 0.0  # share of the main mix's "generate" batches with the prompt dropped (for image_cfg_scale > 1)
     image_order: str = "raster"  # image token order (seer.backends.image_tokenizer.ORDERS)
@@ -136,6 +136,11 @@ class PretrainConfig:
     checkpoint_every: int = 200  # steps between atomic checkpoints
     resume: bool = False  # continue from <out>/ckpt.pt
     threads: int = 2  # torch threads (0 = torch default; use 1 when another heavy job shares the 2 cores)
+    # world v2 (issue 20): understanding through a frozen vision encoder and a trained aligner; generation's code rows
+    # built from the encoder's stem feature of each code's centroid (see PretrainNet). False = the v1 recipe.
+    vision: bool = True
+    encoder_steps: int = 800  # vision encoder training steps (seer.world.vision.EncoderConfig)
+    encoder_pool: int = 12000  # renders the vision encoder trains on
 
     def __post_init__(self) -> None:
         from seer.backends.image_tokenizer import ORDERS
@@ -202,6 +207,65 @@ def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.
     return (ce * w.reshape(-1)).sum() / (targets != -100).sum().clamp(min=1)
 
 
+class PretrainNet(torch.nn.Module):
+    """What world v2 pretrains: the language model, the vision input (frozen encoder, trained aligner) and, with
+    ``code_feats``, a factorised parametrisation of the image codes' embedding and output rows:
+
+        row_k = W · f_k + r_k      (f_k: the frozen encoder stem's feature of code k's centroid, standardised)
+
+    so a caption word's gradient moves every code that shares its colour, material or style (in v1 each subject cell
+    is one code and only the first subject token carried the caption's colour; generation read colour 49%, material
+    33%). The residuals r_k start at zero. :meth:`materialise` writes the rows into the language model, which then is a
+    plain ``LlamaForCausalLM`` whose code rows are ϕ; the factorisation exists only in pretraining.
+    """
+
+    def __init__(self, llm, vision, span: tuple[int, ...], code_feats: torch.Tensor | None):
+        super().__init__()
+        self.llm, self.vision, self.span = llm, vision, span
+        self.factorised = code_feats is not None
+        if self.factorised:
+            f = (code_feats - code_feats.mean(0)) / (code_feats.std(0) + 1e-6)
+            self.register_buffer("code_feats", f.float())
+            d, H, K = f.shape[1], llm.config.hidden_size, f.shape[0]
+            self.code_in = torch.nn.Linear(d, H)
+            self.code_out = torch.nn.Linear(d, H, bias=False)
+            for lin in (self.code_in, self.code_out):  # rows on the scale of the text rows (std 0.02)
+                torch.nn.init.normal_(lin.weight, std=0.02 / math.sqrt(d))
+            torch.nn.init.zeros_(self.code_in.bias)
+            self.code_in_res = torch.nn.Parameter(torch.zeros(K, H))
+            self.code_out_res = torch.nn.Parameter(torch.zeros(K, H))
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The full (V, H) input embedding and output matrices."""
+        emb, head = self.llm.get_input_embeddings().weight, self.llm.get_output_embeddings().weight
+        if not self.factorised:
+            return emb, head
+        lo, K = self.span[0], self.span[1]
+        rows_in = self.code_in(self.code_feats) + self.code_in_res  # (K, H)
+        rows_out = self.code_out(self.code_feats) + self.code_out_res
+        return (torch.cat([emb[:lo], rows_in, emb[lo + K:]]), torch.cat([head[:lo], rows_out, head[lo + K:]]))
+
+    def forward(self, input_ids, attention_mask, labels) -> torch.Tensor:
+        """The mean next-token loss over the labelled positions (logits computed only there)."""
+        emb_w, head_w = self.weights()
+        emb = torch.nn.functional.embedding(input_ids, emb_w)
+        if self.vision is not None:
+            emb = self.vision.embed(input_ids, emb, self.span)
+        h = self.llm.model(inputs_embeds=emb, attention_mask=attention_mask).last_hidden_state  # (B, S, H)
+        targets = labels[:, 1:]
+        keep = targets != -100
+        logits = h[:, :-1][keep] @ head_w.T  # (N, V): only where a label is scored
+        return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
+
+    @torch.no_grad()
+    def materialise(self) -> None:
+        if self.factorised:
+            emb_w, head_w = self.weights()
+            lo, K = self.span[0], self.span[1]
+            self.llm.get_input_embeddings().weight[lo:lo + K] = emb_w[lo:lo + K]
+            self.llm.get_output_embeddings().weight[lo:lo + K] = head_w[lo:lo + K]
+
+
 def _save_ckpt(path: Path, model, opt, step: int, elapsed: float, rng: np.random.Generator) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
@@ -247,17 +311,41 @@ def pretrain(cfg: PretrainConfig) -> dict:
         OracleJudge(train_oracle(codebook, seed=cfg.seed, steps=cfg.oracle_steps)).save(out)
     times["oracle_s"] = time.time() - t1
 
+    encoder = None
+    if cfg.vision:
+        from seer.world.vision import ENCODER_FILE, EncoderConfig, VisionEncoder, probe_accuracy, train_encoder
+
+        t2 = time.time()
+        enc_dir = out / "vision"
+        if cfg.resume and (enc_dir / ENCODER_FILE).is_file():
+            encoder = VisionEncoder.load(enc_dir)
+        else:
+            encoder = train_encoder(EncoderConfig(steps=cfg.encoder_steps, pool=cfg.encoder_pool, seed=cfg.seed))
+            encoder.save(enc_dir)
+            atomic_write_json(enc_dir / "probe.json", probe_accuracy(encoder))
+        times["vision_encoder_s"] = time.time() - t2
+
     words = collect_words(C.vocabulary_texts())
     # backend0 encodes the corpus (its LookupCodebook is the same codebook with a fast exact path)
     backend0 = TokenUMMBackend.create(words, LookupCodebook(codebook), hidden=cfg.hidden, layers=cfg.layers,
                                       heads=cfg.heads, max_position=512, seed=cfg.seed,
                                       dtype="bfloat16" if cfg.bf16 else "float32")
     torch.manual_seed(cfg.seed)
-    model = LlamaForCausalLM(backend0.model.config)  # hook-free: pretraining trains ϕ too
-    model.load_state_dict(backend0.model.state_dict())
+    llm = LlamaForCausalLM(backend0.model.config)  # hook-free: pretraining trains ϕ too
+    llm.load_state_dict(backend0.model.state_dict())
+    model = llm
+    if cfg.vision:
+        from seer.backends.token_umm import VisionInput
+        from seer.world.vision import Aligner, code_features
+
+        span = (backend0.image_start, backend0.num_image_codes, codebook.tokens_per_image, backend0.boi_id,
+                backend0.eoi_id, backend0.gen_id)
+        vision = VisionInput(encoder, Aligner(encoder.cfg.dim, cfg.hidden), codebook.centroids, codebook._perm)
+        model = PretrainNet(llm, vision, span, code_features(encoder, codebook.centroids))
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # not the frozen encoder
+    decay = [p for n, p in trained if p.ndim >= 2]
+    no_decay = [p for n, p in trained if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(cfg.seed + 1)
@@ -272,9 +360,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
         print(f"resumed from {ckpt} at step {step} ({elapsed_before / 60:.1f} min done)")
 
     kinds = list(C.KINDS)
-    mix = dict(C.MIX)
+    mix = dict(C.MIX_V2 if cfg.vision else C.MIX)
     evaluator_kind = C.EVALUATOR_PRIORS[cfg.evaluator_prior]
-    mix[evaluator_kind] = mix.pop("evaluate")
+    mix[evaluator_kind] = mix.pop("evaluate_checked" if cfg.vision else "evaluate")
     share = mix["generate"]
     if cfg.distract:
         mix["generate_distracted"] = share * cfg.distract
@@ -305,7 +393,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
         kind = kinds[int(rng.choice(len(kinds), p=warm[phase] if phase < len(warm) else probs))]
         batch = backend0.collate([C.encode(backend0, C.make_example(kind, rng)) for _ in range(cfg.batch)])
         with autocast:
-            if cfg.novel_weight == 1.0:
+            if cfg.vision:
+                loss = model(**batch)
+            elif cfg.novel_weight == 1.0:
                 loss = model(**batch).loss
             else:
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -333,8 +423,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
     _save_ckpt(ckpt, model, opt, step, loop_s, rng)
 
     model.eval()
-    backend = TokenUMMBackend(model, backend0.tokenizer, codebook, dtype="bfloat16" if cfg.bf16 else "float32",
-                              image_cfg_scale=cfg.image_cfg_scale)
+    if cfg.vision:
+        model.materialise()
+    backend = TokenUMMBackend(llm, backend0.tokenizer, codebook, dtype="bfloat16" if cfg.bf16 else "float32",
+                              image_cfg_scale=cfg.image_cfg_scale, vision=model.vision if cfg.vision else None)
     save_backend_compact(backend, out / UMM_DIR)
     times["pretrain_loop_s"] = loop_s
     times["total_s"] = time.time() - t0
@@ -348,7 +440,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
         "times": {k: round(v, 1) for k, v in times.items()},
         "world_fingerprint": world_fingerprint(),
         "vocab_size": len(backend0.tokenizer),
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": sum(p.numel() for p in llm.parameters()),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     atomic_write_json(out / WORLD_FILE, meta)

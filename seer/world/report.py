@@ -226,6 +226,126 @@ def policy_reprompts(backend, oracle, samples, seed: int, n: int = 4) -> dict:
             "satisfied": rates, "paths": dict(paths.most_common(8)), "examples": flat_p[:6]}
 
 
+_SHOWS = re.compile(r"the image shows ([^.<]*)")
+_IMAGE_SHOWS = re.compile(r"image ([AB]) shows ([^.<]*)")
+
+
+def _read_of(caption: str) -> dict[str, str]:
+    """The attributes a trace's caption states, with the defaults of the ones it leaves out."""
+    return {**S.DEFAULTS, **S.parse_caption(caption.strip())}
+
+
+def _yes(text: str) -> bool | None:
+    m = re.search(r"<answer>\s*(yes|no)\s*</answer>", text)
+    return None if m is None else m.group(1) == "yes"
+
+
+def judgement_accuracy(backend, oracle, samples, seed: int, generated: dict[str, list] | None = None) -> dict:
+    """The single-image instruction judgement (world v2's understanding task) on the test samples' instructions and
+    prompts: per sample one render of each candidate kind (``corpus.JUDGE_KINDS``: right, plain, wrong, other, lost),
+    and, with ``generated``, the base's own images (``{name: images}`` aligned with ``samples``, the truth read by the
+    oracle). Reports the greedy yes/no accuracy by ID/OOD × Simple/Hard and what the trace read per attribute."""
+    from seer.world.corpus import JUDGE_KINDS, JUDGE_QUESTION, candidate_spec, prompt_kept
+
+    rng = np.random.default_rng([seed, 5])
+    items = []  # (sample, image, truth attrs, source)
+    for i, smp in enumerate(samples):
+        instr = S.instruction(smp.instruction)
+        for kind in JUDGE_KINDS:
+            img, full = render(candidate_spec(kind, instr, smp.prompt, rng), seed + 7 * i)
+            items.append((smp, img, full.attributes(), "renders"))
+    for name, images in (generated or {}).items():
+        reads = oracle.read_attributes(images)
+        items += [(smp, img, attrs, f"generated_{name}") for smp, img, attrs in zip(samples, images, reads,
+                                                                                   strict=True)]
+    ctxs = [Context(f"<image> instruction : {smp.instruction} prompt : {smp.prompt} . {JUDGE_QUESTION}", (img,))
+            for smp, img, _, _ in items]
+    texts = _texts(backend, ctxs, max_new_tokens=48)
+    hits: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    reads: dict[str, list[bool]] = defaultdict(list)
+    fails = 0
+    for (smp, _, truth, source), (text,) in zip(items, texts, strict=True):
+        rule = S.instruction(smp.instruction).rule
+        want = S.satisfies(truth, rule) and prompt_kept(Spec(**truth), smp.prompt)
+        said = _yes(text)
+        fails += said is None
+        ok = said == want
+        for key in ("all", f"{smp.distribution}_{smp.difficulty}", smp.distribution):
+            hits[source][key].append(ok)
+        m = _SHOWS.search(text)
+        read = _read_of(m.group(1)) if m else {}
+        if source == "renders":
+            for k, v in truth.items():
+                reads[k].append(read.get(k) == v)
+    out = {src: {k: _mean(v) for k, v in sorted(h.items())} for src, h in hits.items()}
+    out["trace_reads_renders"] = {k: _mean(v) for k, v in reads.items()}
+    out["format_failure"] = round(fails / max(1, len(items)), 4)
+    out["n_samples"] = len(samples)
+    out["n_judgements"] = len(items)
+    return out
+
+
+def _subject_of(prompt: str) -> str:
+    return S.prompt_attributes(prompt)["subject"]
+
+
+def pairwise_both_orders(backend, oracle, quads_path: Path) -> dict:
+    """The zero-shot evaluator, greedy, each pair in both orders (as Table 1): on the paper-style test pairs, and on
+    pairs of two edits (``seer.eval.shortcut``'s ``other_edit``: the image made for the instruction vs one made for
+    another, same subject, labelled by the oracle) with its ``edit_vs_plain`` ties."""
+    from seer.eval import shortcut as SC
+    from seer.eval.evaluator import judge_quadruplets
+
+    quads = load_quadruplets(quads_path)
+    js = judge_quadruplets(backend, quads, quads_path.parent, desc="zero-shot pairs")
+    flat = [c for j in js for c in j.correct]
+    says_a = [v == "A" for j in js for v in (j.verdict_chosen_first, j.verdict_chosen_second)]
+    pairs = SC.probe_pairs(quads, quads_path.parent, oracle, _subject_of)
+    probe = SC.probe_evaluator(backend, pairs, quads_path.parent)
+    return {"paper_pairs": _mean(flat), "n_paper_pairs": len(quads), "says_A": _mean(says_a),
+            "two_edits": probe["other_edit"]["accuracy_where_judge_decides"],
+            "n_two_edit_judgements": probe["other_edit"]["n_decided_judgements"],
+            "edit_on_ties": probe["edit_vs_plain"]["picks_first_on_ties"]}
+
+
+def _edits(read: dict[str, str], prompt: str) -> int:
+    """How far an image's read is from the plain p0 image: attributes that differ from p0's stated values and the
+    defaults (the attributes p0 leaves to chance, colour, background and size, do not count)."""
+    plain = {**S.DEFAULTS, **S.prompt_attributes(prompt)}
+    return sum(read.get(k) != v for k, v in plain.items())
+
+
+def trace_rule_vs_shortcut(backend, quads_path: Path, n: int = 160) -> dict:
+    """On phase-2 training pairs, the zero-shot evaluator's greedy traces (chosen image shown first, then second):
+    the true rule (instruction met and p0 kept) applied to the trace's reads of the two images, against "prefer the
+    edited image" applied to the same reads (the image further from the plain p0 image), and against the verdict the
+    trace ended with. Ties count one half. The gate: the rule ahead of the shortcut, i.e. the reads carry what an
+    honest verdict needs and the shortcut does not pay more."""
+    quads = [q for q in load_quadruplets(quads_path) if q.phase == 2][:n]
+    if not quads:
+        return {"n": 0, "note": "no phase-2 quadruplets"}
+    from seer.eval.evaluator import judge_quadruplets
+    from seer.world.corpus import prompt_kept
+
+    js = judge_quadruplets(backend, quads, quads_path.parent, desc="trace reads")
+    rule, shortcut, verdict, parsed = [], [], [], []
+    for q, j in zip(quads, js, strict=True):
+        target = S.instruction(q.instruction).rule
+        for text, chosen in ((j.completion_first, "A"), (j.completion_second, "B")):
+            caps = dict(_IMAGE_SHOWS.findall(text))
+            parsed.append(len(caps) == 2)
+            reads = {x: _read_of(caps.get(x, "")) for x in "AB"}
+            ok = {x: S.satisfies(r, target) and "subject" in r and prompt_kept(Spec(**r), q.prompt)
+                  for x, r in reads.items() if "subject" in r}
+            passes = {x: ok.get(x, False) for x in "AB"}
+            rule.append(0.5 if passes["A"] == passes["B"] else float(passes[chosen]))
+            e = {x: _edits(r, q.prompt) for x, r in reads.items()}
+            shortcut.append(0.5 if e["A"] == e["B"] else float(max(e, key=e.get) == chosen))
+            verdict.append(float(parse_verdict(text).answer == chosen))
+    return {"n_pairs": len(quads), "true_rule_on_reads": _mean(rule), "prefer_edited_on_reads": _mean(shortcut),
+            "verdict": _mean(verdict), "traces_reading_both_images": _mean(parsed)}
+
+
 def shipped_size(base: Path) -> int:
     return sum(f.stat().st_size for f in base.rglob("*") if f.is_file())
 
@@ -255,6 +375,17 @@ def report(base: str | None = None, data: str | None = None, seed: int = 0, quic
     if qtrain.is_file():
         res["evaluator_phase1_train"] = evaluator_sight_and_comparison(backend, qtrain, seed,
                                                                        n=40 if quick else 120)
+    v2 = bool((meta.get("config") or {}).get("vision"))
+    if v2:
+        res["judgement_test"] = judgement_accuracy(backend, oracle, test[:: 3 if quick else 1], seed)
+    else:
+        res["judgement_test"] = {"skipped": "this base was not pretrained on the single-image instruction "
+                                            "judgement (world v1: no vision encoder, no 'judge' task), so the "
+                                            "judgement and its trace's reads cannot be measured"}
+    if qt.read_text().strip():
+        res["pairwise_both_orders_test"] = pairwise_both_orders(backend, oracle, qt)
+    if qtrain.is_file():
+        res["trace_rule_vs_shortcut_train"] = trace_rule_vs_shortcut(backend, qtrain, n=48 if quick else 160)
     res["policy_reprompts_test"] = policy_reprompts(backend, oracle, test, seed, n=2 if quick else 4)
     if (data_p / "samples.jsonl").read_text().strip():
         train = load_samples(data_p / "samples.jsonl")
@@ -269,4 +400,64 @@ def report(base: str | None = None, data: str | None = None, seed: int = 0, quic
         res["pretrain"]["oracle_training"] = json.loads(om.read_text())
     res["shipped_size_bytes"] = shipped_size(base_dir(base))
     res["subjects"] = len(SUBJECTS)
+    res["gates"] = gates(res)
     return res
+
+
+def _gate(name: str, value, threshold, note: str = "") -> dict:
+    """``threshold``: a number (value >= it), ``("<=", x)``, or ``(lo, hi)`` (value within)."""
+    if value is None:
+        met = None
+    elif isinstance(threshold, tuple) and threshold[0] == "<=":
+        met = value <= threshold[1]
+    elif isinstance(threshold, tuple):
+        met = threshold[0] <= value <= threshold[1]
+    else:
+        met = value >= threshold
+    th = (f"<= {threshold[1]}" if isinstance(threshold, tuple) and threshold[0] == "<="
+          else f"{threshold[0]}-{threshold[1]}" if isinstance(threshold, tuple) else f">= {threshold}")
+    return {"name": name, "value": value, "threshold": th, "met": met, **({"note": note} if note else {})}
+
+
+def gates(res: dict) -> list[dict]:
+    """Issue 20's gates for a base, from a report's measurements; ``met`` is None where a measurement is missing
+    (the ``note`` says why)."""
+    out = []
+    und = res.get("understanding", {})
+    jt = res.get("judgement_test", {})
+    for attr in ATTRIBUTES:
+        out.append(_gate(f"understanding {attr}, captions", und.get("caption_per_attribute", {}).get(attr), 0.95))
+        out.append(_gate(f"understanding {attr}, questions", und.get("concrete_qa_per_attribute", {}).get(attr), 0.95))
+        out.append(_gate(f"understanding {attr}, judgement trace", jt.get("trace_reads_renders", {}).get(attr), 0.95,
+                         jt.get("skipped", "")))
+    for dist in ("id", "ood"):
+        out.append(_gate(f"abstract-concept questions, {dist.upper()} concepts",
+                         und.get(f"abstract_qa_{dist}_concepts"), 0.95))
+        out.append(_gate(f"single-image judgement, test instructions, {dist.upper()} (renders)",
+                         jt.get("renders", {}).get(dist), 0.95, jt.get("skipped", "")))
+    gen = res.get("generation", {}).get("per_attribute", {})
+    for attr in ATTRIBUTES:
+        out.append(_gate(f"generation {attr}, concrete captions", gen.get(attr), 0.90))
+    gap_ = res.get("gap_test", {})
+    for d in ("simple", "hard"):
+        out.append(_gate(f"correct concrete rewrite satisfies, {d.capitalize()} test",
+                         gap_.get("reference_rewrite", {}).get(d), 0.80))
+    out.append(_gate("naive a + p0 satisfies, Hard test", gap_.get("naive", {}).get("hard"), ("<=", 0.10)))
+    out.append(_gate("naive a + p0 satisfies, Simple test", gap_.get("naive", {}).get("simple"), ("<=", 0.30)))
+    pw = res.get("pairwise_both_orders_test", {})
+    out.append(_gate("zero-shot pairwise, greedy, both orders, paper-style test pairs", pw.get("paper_pairs"),
+                     (0.40, 0.62)))
+    out.append(_gate("zero-shot pairwise, greedy, both orders, pairs of two edits", pw.get("two_edits"),
+                     (0.40, 0.62)))
+    tr = res.get("trace_rule_vs_shortcut_train", {})
+    rule, short = tr.get("true_rule_on_reads"), tr.get("prefer_edited_on_reads")
+    out.append(_gate("phase-2 train pairs: true rule on the zero-shot trace's reads minus 'prefer the edited image'",
+                     None if rule is None or short is None else round(rule - short, 4), 0.0001,
+                     f"rule {rule}, prefer-edited {short}"))
+    pol = res.get("policy_reprompts_train", {}).get("satisfied", {})
+    out.append(_gate("base policy's sampled reprompts satisfy, training instructions",
+                     pol.get("all_including_format_failures"), 0.15))
+    loop = ((res.get("pretrain") or {}).get("times_s") or {}).get("pretrain_loop_s")
+    out.append(_gate("pretraining loop on 2 cores (hours)", None if loop is None else round(loop / 3600, 3),
+                     ("<=", 3.0)))
+    return out
