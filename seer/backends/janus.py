@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import json
 import os
 import shutil
@@ -58,6 +59,14 @@ PHI_MODULES = ("model.vqmodel", "model.generation_embeddings", "model.generation
 THETA_TEXT_MODULES = ("model.language_model", "lm_head")
 THETA_VISION_MODULES = ("model.vision_model", "model.aligner")
 DEFAULT_CHAT_FORMAT = "<|User|>: {text}\n\n<|Assistant|>:"  # Janus-Pro's "deepseek" conversation format
+# The system prompt DeepSeek's reference code puts before every understanding conversation (and transformers'
+# JanusProcessor with use_default_system_prompt=True); generation prompts have none (the reference passes
+# system_prompt="" for text-to-image). Kept here so the backend does not depend on a private transformers constant.
+JANUS_SYSTEM_PROMPT = (
+    "You are a helpful language and vision assistant. "
+    "You are able to understand the visual content that the user provides, "
+    "and assist the user with a variety of tasks using natural language.\n\n"
+)
 DEFAULT_LORA_TARGET = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 # Fallbacks when a tokenizer does not name its Janus special tokens (the transformers conversion does).
 SPECIAL_TOKEN_DEFAULTS = {
@@ -83,17 +92,24 @@ class JanusOptions:
     """How a Janus model is run. Stored in ``backend.json``; any field can be overridden when loading."""
 
     dtype: str = "float32"  # float32 | bfloat16 | float16 (weights and compute)
+    # "float32": θ (full fine-tuning) is kept in float32 — its weights and so AdamW's moments — and every forward
+    # runs under autocast to ``dtype``; ϕ and the frozen copies stay in ``dtype``. Without it a bf16 θ cannot take
+    # the small steps of RL learning rates: an update below half a bf16 ulp (~0.4% of the weight) rounds away.
+    master_weights: str | None = None  # None | float32 (LoRA adapters are float32 already: peft keeps them so)
     device: str = "cpu"  # cpu | cuda | cuda:N
     lora: LoraOptions | None = None  # None = full fine-tuning of θ
     adapter_name: str = "default"  # name of this backend's LoRA adapter (distinct names let backends share a base)
     train_vision_encoder: bool = True  # θ includes the understanding encoder + aligner (off for text-only RLMT)
     max_images: int = 2  # images per context this backend accepts (the evaluator needs two)
     chat_format: str = DEFAULT_CHAT_FORMAT  # must contain {text}
+    # prepended to understanding prompts only ("default" = Janus's own system prompt; "" = none)
+    system_prompt: str = "default"
     guidance_scale: float = 5.0  # classifier-free guidance for images (Janus-Pro's default)
     image_temperature: float = 1.0  # sampling temperature of image tokens (0 = greedy)
     image_batch_size: int = 8  # images generated per forward batch (x2 rows for guidance)
     image_generator: str = "current"  # current = trained shared backbone (as the paper); initial = as loaded
     gradient_checkpointing: bool = False  # trade compute for activation memory on the language model
+    max_batch_rows: int = 0  # most rows (contexts x samples) decoded together by generate_text; 0 = all in one batch
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -106,6 +122,10 @@ class JanusOptions:
             raise BackendError("janus options max_images must be >= 0 and image_batch_size >= 1")
         if self.guidance_scale < 1.0:
             raise BackendError(f"janus option guidance_scale={self.guidance_scale}: expected >= 1 (1 = no guidance)")
+        if self.master_weights not in (None, "float32"):
+            raise BackendError(f"janus option master_weights={self.master_weights!r}: expected null or float32")
+        if self.max_batch_rows < 0:
+            raise BackendError(f"janus option max_batch_rows={self.max_batch_rows}: expected >= 0 (0 = no limit)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> JanusOptions:
@@ -213,6 +233,22 @@ def _module_params(model: torch.nn.Module, prefixes: Sequence[str]) -> dict[str,
     return out
 
 
+def _row_seed(*entropy: int) -> int:
+    """A 63-bit seed mixed from integers, so nearby seeds (and rows) give unrelated random streams."""
+    words = np.random.SeedSequence([int(e) % (1 << 64) for e in entropy]).generate_state(2, dtype=np.uint32)
+    return int((int(words[0]) << 31) ^ int(words[1])) & ((1 << 63) - 1)
+
+
+def _cache_keyword(model_cls: type) -> str:
+    """The forward argument that carries the KV cache: ``cache`` from the transformers release that deprecated
+    ``past_key_values`` (a FutureWarning, removed in 5.40), ``past_key_values`` in the older releases we admit."""
+    try:
+        params = inspect.signature(model_cls.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
 class _GuidedSeededSampler:
     """Logits processor for Janus image tokens: classifier-free guidance then one sample per image from its own RNG.
 
@@ -269,7 +305,8 @@ class JanusBackend:
         self.peft_model = peft_model
         self._frozen_adapter = frozen_adapter  # a LoRA view that shares a base and is never trained (the evaluator)
         self.device = next(janus.parameters()).device
-        self.dtype = next(janus.parameters()).dtype
+        self.dtype = _DTYPES[options.dtype]  # the compute dtype (θ may be kept in float32: master_weights)
+        self._cache_kw = _cache_keyword(type(janus))
         self._train_wrapper: torch.nn.Module | None = None
         self._reference: Any = None  # frozen model copy, or the name of a frozen LoRA adapter
         self._initial: torch.nn.Module | None = None  # the model as loaded (full FT reference / initial generator)
@@ -295,12 +332,26 @@ class JanusBackend:
         if self.eos_token_id is None:
             raise BackendError(f"{base_dir}: tokenizer has no eos_token; completions could never end")
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_id
+        # classifier-free guidance's unconditional rows are padded with the checkpoint's own pad id
+        # (generation_config.json), which the model was trained with; the tokenizer's is only a fallback
+        gen_pad = getattr(getattr(janus, "generation_config", None), "pad_token_id", None)
+        if isinstance(gen_pad, list | tuple):
+            gen_pad = gen_pad[0] if gen_pad else None
+        self.image_pad_token_id = int(gen_pad) if gen_pad is not None else self.pad_token_id
+        self.system_prompt = JANUS_SYSTEM_PROMPT if options.system_prompt == "default" else options.system_prompt
         self.max_positions = int(getattr(cfg.text_config, "max_position_embeddings", 1 << 30))
 
         for p in janus.parameters():
             p.requires_grad_(False)
         for p in self.trainable_parameters():
             p.requires_grad_(True)
+        # fp32 master weights for a full fine-tune in bf16/fp16: θ itself becomes float32 (so does AdamW's state,
+        # which follows the parameter's dtype) and forwards autocast to the compute dtype
+        self._autocast_on = (options.master_weights == "float32" and peft_model is None and not frozen_adapter
+                             and self.dtype != torch.float32)
+        if self._autocast_on:
+            for p in self.trainable_parameters():
+                p.data = p.data.float()
         if options.gradient_checkpointing:  # language model and understanding encoder layers
             enable = getattr(janus, "activation_checkpointing_enable", None) or janus.gradient_checkpointing_enable
             enable()
@@ -452,7 +503,21 @@ class JanusBackend:
             "num_image_tokens": self.num_image_tokens, "image_size": v.image_size,
             "generated_image_size": self.generated_image_size, "max_images": self.options.max_images,
             "max_position_embeddings": self.max_positions,
+            "precision": self.precision(),
         }
+
+    def precision(self) -> dict[str, str]:
+        """The dtypes of the weights, of θ (AdamW keeps its moments in θ's dtype) and of the forwards' compute."""
+        theta = self.trainable_parameters()
+        theta_dtype = str(theta[0].dtype).removeprefix("torch.") if theta else "none (frozen)"
+        return {"weights": self.options.dtype, "theta": theta_dtype, "optimizer_state": theta_dtype,
+                "compute": self.options.dtype}
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the compute dtype when θ is kept in float32 (master_weights), else nothing."""
+        if not self._autocast_on:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     @property
     def generated_image_size(self) -> int:
@@ -581,9 +646,12 @@ class JanusBackend:
         self._train_wrapper = module
 
     # ---------------------------------------------------------------- inputs
-    def _prompt_ids(self, text: str) -> list[int]:
-        """Token ids of one chat prompt; each ``<image>`` becomes BOI + N image tokens + EOI."""
+    def _prompt_ids(self, text: str, understanding: bool = True) -> list[int]:
+        """Token ids of one chat prompt; each ``<image>`` becomes BOI + N image tokens + EOI. Understanding prompts
+        (text generation and scoring) start with the system prompt; generation prompts have none, as in Janus."""
         full = self.options.chat_format.format(text=text)
+        if understanding and self.system_prompt:
+            full = self.system_prompt + full
         ids = [self.bos_token_id] if self.bos_token_id is not None else []
         pieces = full.split(IMAGE_PLACEHOLDER)
         for i, piece in enumerate(pieces):
@@ -628,65 +696,94 @@ class JanusBackend:
         self, contexts: Sequence[Context], n: int, sampling: SamplingParams,
         seed: int | Sequence[int] | None = None,
     ) -> list[list[Completion]]:
+        """Sample ``n`` completions per context in one decode loop over all contexts (``max_batch_rows`` may split
+        it): each distinct context is prefilled — and its images encoded — once, and its KV cache is repeated for
+        its ``n`` rows. Row ``j`` of context ``i`` draws its noise from its own generator seeded from (the context's
+        seed, j), so a completion does not depend on its batch mates; with one int seed every context uses it."""
         self._check_contexts(contexts)
         if n < 1:
             raise BackendError(f"generate_text: n must be >= 1, got {n}")
-        seeds = per_context_seeds(seed, len(contexts))
-        if seeds is not None:  # one seed per context: one batch per context
-            return [self.generate_text([c], n, sampling, seed=s)[0] for c, s in zip(contexts, seeds, strict=True)]
+        if sampling.max_new_tokens < 1:
+            raise BackendError(f"generate_text: max_new_tokens must be >= 1, got {sampling.max_new_tokens}")
+        if not contexts:
+            return []
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        seeds = per_context_seeds(seed, len(contexts)) or [int(seed)] * len(contexts)
         prompts = [self._prompt_ids(c.text) for c in contexts]
         for i, p in enumerate(prompts):
             if len(p) + sampling.max_new_tokens > self.max_positions:
                 raise BackendError(f"context {i}: {len(p)} prompt tokens + max_new_tokens={sampling.max_new_tokens} "
                                    f"exceed max_position_embeddings={self.max_positions}")
-        rows = [p for p in prompts for _ in range(n)]  # (B*n) rows, context-major
-        images = [im for c in contexts for _ in range(n) for im in c.images]
-        ids, mask = self._left_pad(rows)
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
-        with self._scoring_model(reference=False) as model:
-            tokens, logps = self._sample(model, ids, mask, self._pixels(images), sampling, gen)
+        per_chunk = len(contexts)
+        if self.options.max_batch_rows:
+            per_chunk = max(1, self.options.max_batch_rows // n)
         out: list[list[Completion]] = []
-        for ci in range(len(contexts)):
-            group = []
-            for j in range(n):
-                r = ci * n + j
-                toks, lps = tokens[r], logps[r]
-                text = self.tokenizer.decode(toks, skip_special_tokens=True).strip()
-                truncated = not toks or toks[-1] != self.eos_token_id
-                group.append(Completion(token_ids=toks, text=text, logprobs=lps, truncated=truncated))
-            out.append(group)
+        with self._scoring_model(reference=False) as model:
+            for lo in range(0, len(contexts), per_chunk):
+                idx = range(lo, min(lo + per_chunk, len(contexts)))
+                ids, mask = self._left_pad([prompts[i] for i in idx])
+                pixels = self._pixels([im for i in idx for im in contexts[i].images])
+                gens = [torch.Generator(device="cpu").manual_seed(_row_seed(seeds[i], j)) for i in idx
+                        for j in range(n)]
+                tokens, logps = self._sample(model, ids, mask, pixels, n, sampling, gens)
+                for k in range(len(idx)):
+                    group = []
+                    for j in range(n):
+                        toks, lps = tokens[k * n + j], logps[k * n + j]
+                        text = self.tokenizer.decode(toks, skip_special_tokens=True).strip()
+                        truncated = not toks or toks[-1] != self.eos_token_id
+                        group.append(Completion(token_ids=toks, text=text, logprobs=lps, truncated=truncated))
+                    out.append(group)
         return out
 
-    def _sample(self, model: Any, ids: torch.Tensor, mask: torch.Tensor, pixels: torch.Tensor | None,
-                sampling: SamplingParams, gen: torch.Generator) -> tuple[list[list[int]], list[list[float]]]:
-        """KV-cached sampling loop: (rows, T) token ids stopping at EOS, and the log-prob of each under the
-        distribution that was sampled from (after temperature / top-k / top-p)."""
-        b = ids.shape[0]
+    def _forward(self, model: Any, cache: Any = None, **kwargs: Any) -> tuple[Any, Any]:
+        """One cached forward; returns (output, its KV cache), naming the cache as this transformers release does."""
+        if cache is not None:
+            kwargs[self._cache_kw] = cache
+        with self._autocast():
+            out = model(use_cache=True, **kwargs)
+        return out, getattr(out, self._cache_kw, None)
+
+    def _sample(self, model: Any, ids: torch.Tensor, mask: torch.Tensor, pixels: torch.Tensor | None, n: int,
+                sampling: SamplingParams, generators: Sequence[torch.Generator]
+                ) -> tuple[list[list[int]], list[list[float]]]:
+        """KV-cached sampling: the P prompts in ``ids`` are prefilled once, their cache and last logits repeated ``n``
+        times (rows context-major), then one forward per new token for all P·n rows. Returns per row the tokens
+        (stopping at EOS) and the log-prob of each under the distribution sampled from (temperature / top-k /
+        top-p applied); row r's noise comes from ``generators[r]`` only (Gumbel-max)."""
+        out, cache = self._forward(model, input_ids=ids, pixel_values=pixels, attention_mask=mask,
+                                   position_ids=self._positions(mask), logits_to_keep=1)
+        logits = out.logits[:, -1].float()
+        if n > 1:  # the G samples of a context share its prefill: index_select the cache along the batch
+            index = torch.arange(ids.shape[0], device=self.device).repeat_interleave(n)
+            cache.reorder_cache(index)
+            logits, mask = logits[index], mask[index]
+        b = mask.shape[0]
         tokens: list[list[int]] = [[] for _ in range(b)]
         logps: list[list[float]] = [[] for _ in range(b)]
         done = torch.zeros(b, dtype=torch.bool, device=self.device)
-        out = model(input_ids=ids, pixel_values=pixels, attention_mask=mask, position_ids=self._positions(mask),
-                    use_cache=True, logits_to_keep=1)
-        for _ in range(sampling.max_new_tokens):
-            logits = self._text_logits(out.logits[:, -1].float())  # (rows, V)
-            logp = self._sampling_logprobs(logits, sampling)
+        for step in range(sampling.max_new_tokens):
+            logp = self._sampling_logprobs(self._text_logits(logits), sampling)  # (rows, V)
             if sampling.greedy:
                 nxt = logp.argmax(-1)
             else:
-                nxt = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(-1)
+                u = torch.stack([torch.rand(logp.shape[-1], generator=g, dtype=torch.float64) for g in generators])
+                gumbel = -torch.log(-torch.log(u.clamp_(1e-12, 1.0 - 1e-12)))
+                nxt = (logp + gumbel.to(logp.device, logp.dtype)).argmax(-1)  # a sample of softmax(logp)
             chosen = logp.gather(-1, nxt[:, None]).squeeze(-1)
             for r in (~done).nonzero().flatten().tolist():
                 tokens[r].append(int(nxt[r]))
                 logps[r].append(float(chosen[r]))
             done |= nxt == self.eos_token_id
-            if bool(done.all()):
+            if bool(done.all()) or step == sampling.max_new_tokens - 1:
                 break
             nxt = torch.where(done, torch.full_like(nxt, self.pad_token_id), nxt)
             mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
             pos = (mask.sum(-1, keepdim=True) - 1).clamp(min=0)
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                        past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
+            out, cache = self._forward(model, cache, input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
+                                       logits_to_keep=1)
+            logits = out.logits[:, -1].float()
         return tokens, logps
 
     def _text_logits(self, logits: torch.Tensor) -> torch.Tensor:
@@ -737,7 +834,7 @@ class JanusBackend:
                                f"{self.max_positions}")
         pixels = self._pixels([im for c in contexts for im in c.images])
         grad = torch.enable_grad() if not reference else torch.no_grad()
-        with grad, self._scoring_model(reference) as model:
+        with grad, self._scoring_model(reference) as model, self._autocast():
             # only the last t+1 positions are projected to the (large) vocabulary: they predict the completion
             out = model(input_ids=full_ids, pixel_values=pixels, attention_mask=full_mask,
                         position_ids=self._positions(full_mask), use_cache=False, logits_to_keep=t + 1)
@@ -759,7 +856,7 @@ class JanusBackend:
         with self._image_model() as model:
             for start in tqdm(chunks, desc="janus images", unit="batch", leave=False, disable=len(chunks) < 2):
                 batch, batch_seeds = prompts[start:start + bs], seeds[start:start + bs]
-                rows = [self._prompt_ids(str(p)) + [self.boi_token_id] for p in batch]
+                rows = [self._prompt_ids(str(p), understanding=False) + [self.boi_token_id] for p in batch]
                 for i, r in enumerate(rows):
                     self.check_length(len(r) + self.num_image_tokens, f"image prompt {start + i}")
                 ids, mask = self._left_pad(rows)
@@ -769,12 +866,14 @@ class JanusBackend:
                     do_sample=False, num_beams=1, num_return_sequences=1,
                     guidance_scale=1.0,  # guidance is done by the sampler above
                     max_length=ids.shape[1] + self.num_image_tokens, bos_token_id=self.bos_token_id,
-                    pad_token_id=self.pad_token_id, eos_token_id=self.eos_token_id,
+                    pad_token_id=self.image_pad_token_id, eos_token_id=self.eos_token_id,
                     generation_kwargs={"boi_token_id": self.boi_token_id},
                 )
-                tokens = model.generate(input_ids=ids, attention_mask=mask, generation_mode="image",
-                                        generation_config=gen_cfg, logits_processor=LogitsProcessorList([sampler]))
-                out.extend(self.decode_image_tokens(model, tokens))
+                with self._autocast():
+                    tokens = model.generate(input_ids=ids, attention_mask=mask, generation_mode="image",
+                                            generation_config=gen_cfg,
+                                            logits_processor=LogitsProcessorList([sampler]))
+                    out.extend(self.decode_image_tokens(model, tokens))
         return out
 
     def decode_image_tokens(self, model: Any, tokens: torch.Tensor) -> list[np.ndarray]:
@@ -840,7 +939,7 @@ def build_tiny_janus(path: str | Path, seed: int = 0, *, text_layers: int = 2, i
     """Write a tiny random transformers-format Janus directory (config, weights, word-level tokenizer with the Janus
     special tokens, image processor): the pattern every backend test copies. ``image_size/patch_size`` squared is the
     number of image tokens (16 by default); generated images are ``2 * image_size / patch_size`` pixels wide."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import JanusConfig, JanusForConditionalGeneration, PreTrainedTokenizerFast
     from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
 
@@ -849,11 +948,14 @@ def build_tiny_janus(path: str | Path, seed: int = 0, *, text_layers: int = 2, i
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     specials = ["<pad>", "<bos>", "<eos>", "<unk>", *SPECIAL_TOKEN_DEFAULTS.values(), "<|User|>", "<|Assistant|>"]
-    vocab_list = specials + list(FORMAT_TAGS) + sorted(set(TINY_WORDS))
+    # the system prompt's words too, so understanding prompts have no unknown tokens
+    vocab_list = specials + list(FORMAT_TAGS) + sorted(set(TINY_WORDS) | set(JANUS_SYSTEM_PROMPT.split()))
     vocab = {w: i for i, w in enumerate(vocab_list)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.add_special_tokens(specials)  # matched before splitting, so "<|User|>:" is two tokens
+    # like Janus's Llama tokenizer, add BOS to encoded text (what transformers' JanusProcessor relies on)
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
         extra_special_tokens={
