@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
 from seer.backends.base import (
@@ -221,6 +222,16 @@ def check_image_generation_config(config: Any, where: str) -> None:
     if vq.image_token_embed_dim != config.text_config.hidden_size:
         raise BackendError(f"{where}: vq_config.image_token_embed_dim={vq.image_token_embed_dim} must equal "
                            f"text_config.hidden_size={config.text_config.hidden_size} for image generation")
+
+
+def check_peft(peft_model_cls: Any) -> None:
+    """Raise before loading an adapter when peft's ``set_adapter`` cannot switch between a trainable and a frozen
+    adapter (``inference_mode=``, peft 0.19+), which every policy/reference/judge switch relies on."""
+    if "inference_mode" not in inspect.signature(peft_model_cls.set_adapter).parameters:
+        import peft
+
+        raise BackendError(f"janus option lora: peft {getattr(peft, '__version__', '?')} lacks "
+                           "set_adapter(..., inference_mode=); upgrade it: pip install 'peft>=0.19'")
 
 
 def _module_params(model: torch.nn.Module, prefixes: Sequence[str]) -> dict[str, torch.nn.Parameter]:
@@ -408,7 +419,7 @@ class JanusBackend:
             janus, info = JanusForConditionalGeneration.from_pretrained(
                 str(base_dir), dtype=dtype, output_loading_info=True
             )
-        except (OSError, ValueError, RuntimeError) as e:
+        except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # a truncated or corrupt weights file
             raise BackendError(f"{base_dir}: cannot load Janus weights ({e})") from e
         missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
         if missing:
@@ -429,6 +440,7 @@ class JanusBackend:
             from peft import LoraConfig, PeftModel, get_peft_model
         except ImportError as e:
             raise BackendError("janus option lora needs the peft package: pip install 'seer[lora]'") from e
+        check_peft(PeftModel)
         name = options.adapter_name
         if adapter_dir is not None:
             if not (adapter_dir / name / "adapter_config.json").is_file() and not (
@@ -869,10 +881,17 @@ class JanusBackend:
                     pad_token_id=self.image_pad_token_id, eos_token_id=self.eos_token_id,
                     generation_kwargs={"boi_token_id": self.boi_token_id},
                 )
+                # with float32 master weights the model's .dtype (its first parameter's) is float32, so the static
+                # cache generate() would allocate could not hold the autocast bf16 keys: give it a dynamic one
+                extra = {}
+                if self._autocast_on:
+                    from transformers import DynamicCache
+
+                    extra = {self._cache_kw: DynamicCache()}
                 with self._autocast():
                     tokens = model.generate(input_ids=ids, attention_mask=mask, generation_mode="image",
                                             generation_config=gen_cfg,
-                                            logits_processor=LogitsProcessorList([sampler]))
+                                            logits_processor=LogitsProcessorList([sampler]), **extra)
                     out.extend(self.decode_image_tokens(model, tokens))
         return out
 
@@ -910,6 +929,31 @@ class JanusBackend:
         if path.exists():
             shutil.rmtree(path)
         tmp.rename(path)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_dtype_for(device: str, dtype: str) -> str:
+    """The dtype ``init --check`` loads in on ``device``: the recipe's, except bf16 on a CPU without native bf16
+    (the host CPUs of many GPU machines), where float32 shows the same model without failing."""
+    if torch.device(device).type == "cpu" and dtype == "bfloat16" and not cpu_supports_bf16():
+        return "float32"
+    return dtype
+
+
+def check_model(model_dir: str | Path, device: str, **options: Any) -> dict[str, Any]:
+    """Load the Janus at ``model_dir`` with ``options`` on ``device`` once and return its summary: what
+    ``init --check`` runs *before* writing anything. bf16 on a CPU without native bf16 loads in float32 instead
+    (the summary says so): the check is about the weights and options, not about this host's CPU."""
+    opts = JanusOptions.from_dict({k: v for k, v in options.items() if k != "device"}, "janus init options")
+    check_dtype = check_dtype_for(device, opts.dtype)
+    summary = JanusBackend.load(model_dir, **{**options, "device": device, "dtype": check_dtype}).describe()
+    if check_dtype != opts.dtype:
+        summary["check_note"] = (f"loaded in {check_dtype} for this check: this CPU has no native {opts.dtype}; "
+                                 f"the checkpoint keeps dtype={opts.dtype} for the GPU run")
+    return summary
 
 
 def write_init_checkpoint(model_dir: str | Path, out: str | Path, **options: Any) -> Path:
@@ -998,7 +1042,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_init.add_argument("model_dir", help="transformers-format Janus/Janus-Pro directory (e.g. Janus-Pro-1B)")
     p_init.add_argument("out", help="checkpoint directory to write (only backend.json; weights are not copied)")
     p_init.add_argument("--options", help="YAML mapping of JanusOptions (e.g. recipes/janus_pro_1b/backend.yaml)")
-    p_init.add_argument("--check", action="store_true", help="also load the model once and print its summary")
+    p_init.add_argument("--check", action="store_true",
+                        help="load the model once before writing anything and print its summary")
+    p_init.add_argument("--device", default=None,
+                        help="where --check loads the model (default: cuda when present, else cpu)")
     p_tiny = sub.add_parser("tiny", help="write a tiny random Janus directory (for tests and trying the pipeline)")
     p_tiny.add_argument("out")
     p_tiny.add_argument("--seed", type=int, default=0)
@@ -1016,10 +1063,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise BackendError(f"{args.options}: cannot read options ({e})") from e
                 if not isinstance(opts, dict):
                     raise BackendError(f"{args.options}: expected a mapping of Janus options")
+            opts.pop("device", None)  # where to run is chosen per command (--device), never stored
+            if args.check:  # load first: a failed check leaves no half-made checkpoint directory
+                print(json.dumps(check_model(args.model_dir, args.device or default_device(), **opts), indent=2))
             out = write_init_checkpoint(args.model_dir, args.out, **opts)
             print(f"wrote {out / BACKEND_FILE}")
-            if args.check:
-                print(json.dumps(JanusBackend.load(out, device=opts.get("device", "cpu")).describe(), indent=2))
         elif args.cmd == "tiny":
             print(build_tiny_janus(args.out, args.seed))
         else:

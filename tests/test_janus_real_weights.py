@@ -1,0 +1,204 @@
+"""What a run on real Janus-Pro weights depends on, checked on tiny random Janus models: updates that move a bf16 θ
+(fp32 master weights), one decode loop over all contexts with one prefill per context, the checkpoint's prompt
+formats, the cache argument of the installed transformers, the peft API we call, and ``init --check``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from seer.backends import janus as janus_mod
+from seer.backends.base import BackendError, Context, SamplingParams
+from seer.backends.janus import JanusBackend, build_tiny_janus
+from seer.backends.janus_probe import CallCounter, precision_probe
+from seer.prompts import DEFAULT_TEMPLATES
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_janus(tmp_path_factory.mktemp("janus22") / "tiny", seed=0)
+
+
+def pics(seed: int, n: int = 2) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    return tuple(rng.integers(0, 256, (24, 20 + 4 * i, 3), dtype=np.uint8) for i in range(n))
+
+
+def judge_context(seed: int) -> Context:
+    return Context(DEFAULT_TEMPLATES.evaluator_text("make it red", "a cat"), pics(seed))
+
+
+# ---------------------------------------------------------------- 1. fp32 master weights
+@pytest.mark.slow
+def test_master_weights_move_theta_like_float32_where_plain_bf16_does_not(tiny, monkeypatch):
+    """10 AdamW steps at the 1B recipe's lr: with fp32 master weights a bf16 run changes the same entries by the same
+    update as a float32 run; plain bf16 rounds most updates away (the measurement the bench prints)."""
+    monkeypatch.setattr(janus_mod, "cpu_supports_bf16", lambda: True)  # emulated bf16: slow but exact
+    r = precision_probe(tiny, steps=10, lr=1e-6)
+    fp32, plain, master = r["float32"], r["bfloat16"], r["bfloat16_master_fp32"]
+    assert fp32["changed_fraction"] > 0.9
+    assert master["theta_dtype"] == master["optimizer_state_dtype"] == "float32"
+    assert abs(master["changed_fraction"] - fp32["changed_fraction"]) < 0.01
+    assert 0.9 <= master["update_norm_ratio"] <= 1.1 and master["cosine"] >= 0.99
+    # the failure the option exists for: without it, few entries move and the update points elsewhere
+    assert plain["optimizer_state_dtype"] == "bfloat16"
+    assert plain["changed_fraction"] < 0.5 * fp32["changed_fraction"] and plain["cosine"] < 0.9
+
+
+def test_master_weights_keep_phi_and_frozen_copies_in_the_compute_dtype(tiny, monkeypatch, tmp_path):
+    monkeypatch.setattr(janus_mod, "cpu_supports_bf16", lambda: True)
+    b = JanusBackend.load(tiny, dtype="bfloat16", master_weights="float32", image_temperature=0.0)
+    assert {p.dtype for p in b.trainable_parameters()} == {torch.float32}
+    assert {t.dtype for t in b.frozen_state().values()} == {torch.bfloat16}
+    assert b.describe()["precision"] == {"weights": "bfloat16", "theta": "float32", "optimizer_state": "float32",
+                                         "compute": "bfloat16"}
+    ctx = judge_context(0)
+    g = b.generate_text([ctx], 2, SamplingParams(max_new_tokens=3), seed=0)[0]
+    logp, _ = b.token_logprobs([ctx] * 2, [c.token_ids for c in g])
+    ref, _ = b.token_logprobs([ctx] * 2, [c.token_ids for c in g], reference=True)
+    assert logp.requires_grad and torch.isfinite(logp).all() and torch.isfinite(ref).all()
+    images = b.generate_images(["a red cat"], [0])
+    assert images[0].shape == (8, 8, 3)
+    b.save(tmp_path / "ckpt")  # a mixed-dtype model saves and loads back (θ rounded to the checkpoint dtype)
+    again = JanusBackend.load(tmp_path / "ckpt")
+    assert again.options.master_weights == "float32"
+    assert {p.dtype for p in again.trainable_parameters()} == {torch.float32}
+    with pytest.raises(BackendError, match="master_weights='float16'"):
+        JanusBackend.load(tiny, master_weights="float16")
+
+
+# ---------------------------------------------------------------- 2-3. batched decoding, shared prefill
+def test_per_context_seeds_give_the_same_completions_in_a_batch_as_alone(tiny):
+    b = JanusBackend.load(tiny)
+    contexts = [Context("a red cat"), judge_context(1), Context("image A : <image> a dog", pics(2, 1))]
+    seeds = [5, 6, 7]
+    sp = SamplingParams(max_new_tokens=6)
+    batch = b.generate_text(contexts, 3, sp, seed=seeds)
+    for c, s, got in zip(contexts, seeds, batch, strict=True):
+        alone = b.generate_text([c], 3, sp, seed=s)[0]
+        assert [x.token_ids for x in got] == [x.token_ids for x in alone]
+        for x, y in zip(got, alone, strict=True):
+            np.testing.assert_allclose(x.logprobs, y.logprobs, rtol=1e-4, atol=1e-5)
+    assert len({tuple(x.token_ids) for x in batch[0]}) > 1  # the G rows of a context draw different noise
+    chunked = JanusBackend.load(tiny, max_batch_rows=3).generate_text(contexts, 3, sp, seed=seeds)
+    assert [[x.token_ids for x in g] for g in chunked] == [[x.token_ids for x in g] for g in batch]
+
+
+def test_judge_is_one_decode_loop_and_each_context_is_prefilled_once(tiny):
+    """32 evaluator contexts (G = 8 x 4 queries) judged greedily: one prefill of batch 32, at most K - 1 decode
+    steps, and each image encoded once; G = 4 samples of 3 contexts: prefill batch 3, decode batch 12."""
+    b = JanusBackend.load(tiny)
+    counter = CallCounter(b)
+    judged = [judge_context(i) for i in range(32)]
+    k = 5
+    with counter.as_phase("judge"):
+        verdicts = b.generate_text(judged, 1, SamplingParams(max_new_tokens=k, greedy=True), seed=list(range(32)))
+    with counter.as_phase("rollout"):
+        b.generate_text(judged[:3], 4, SamplingParams(max_new_tokens=k), seed=[1, 2, 3])
+    counter.close()
+    calls, encodes = counter.calls, counter.encodes
+    assert calls["judge"][0] == 32 and set(calls["judge"][1:]) <= {32}
+    assert 1 <= len(calls["judge"]) <= k  # prefill + at most k - 1 steps (the last token needs no forward)
+    assert encodes["judge"] == [64]  # 2 images x 32 contexts, one encoder call
+    assert calls["rollout"][0] == 3 and set(calls["rollout"][1:]) <= {12}
+    assert encodes["rollout"] == [6]  # not 24: the 4 samples of a context share its prefill
+    one = [b.generate_text([c], 1, SamplingParams(max_new_tokens=k, greedy=True))[0][0].token_ids
+           for c in judged[:4]]
+    assert one == [v[0].token_ids for v in verdicts[:4]]  # batching changes no greedy verdict
+
+
+# ---------------------------------------------------------------- 5. prompt formats of the checkpoint
+def test_prompts_match_the_janus_processor_for_understanding_and_generation(tiny):
+    from transformers import JanusProcessor
+
+    b = JanusBackend.load(tiny)
+    proc = JanusProcessor(b.image_processor, b.tokenizer, use_default_system_prompt=True,
+                          num_image_tokens=b.num_image_tokens)
+    for n_images in (1, 2):
+        text = " ".join(["image A : <image>", "image B : <image>"][:n_images]) + " which image ?"
+        chat = b.options.chat_format.format(text=text.replace("<image>", proc.image_token))
+        want = proc(text=chat, images=list(pics(n_images, n_images)))["input_ids"][0].tolist()
+        assert b._prompt_ids(text) == want
+        assert want[:3] == [b.bos_token_id] + b.tokenizer("You are", add_special_tokens=False)["input_ids"]
+    prompt = "a red cat in the house"
+    want = proc(text=b.options.chat_format.format(text=prompt), generation_mode="image")["input_ids"][0].tolist()
+    assert b._prompt_ids(prompt, understanding=False) + [b.boi_token_id] == want
+    none = JanusBackend.load(tiny, system_prompt="")
+    assert none._prompt_ids("a cat") == b._prompt_ids("a cat", understanding=False)
+
+
+def test_guidance_rows_are_padded_with_the_generation_config_pad_id(tiny, tmp_path):
+    d = shutil.copytree(tiny, tmp_path / "pad")
+    gen_file = d / "generation_config.json"
+    cfg = json.loads(gen_file.read_text()) if gen_file.is_file() else {}
+    unk = 3  # "<unk>": a pad id the tokenizer does not use, so the test sees which one the rows got
+    gen_file.write_text(json.dumps({**cfg, "pad_token_id": unk}))
+    b = JanusBackend.load(d)
+    assert b.pad_token_id == 0 and b.image_pad_token_id == unk
+    seen = []
+    hook = b.janus.get_input_embeddings().register_forward_hook(lambda m, args, out: seen.append(args[0].clone()))
+    b.generate_images(["a red cat"], [0])
+    hook.remove()
+    rows = seen[0]  # (2, L): conditional then unconditional row
+    uncond = rows[1]
+    inner = uncond[(uncond != b.bos_token_id) & (uncond != b.boi_token_id)]
+    assert inner.numel() > 0 and set(inner.tolist()) == {unk}
+
+
+# ---------------------------------------------------------------- 6. no deprecated cache argument
+def test_no_future_warning_from_the_cache_argument(tiny):
+    b = JanusBackend.load(tiny)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        b.generate_text([judge_context(0), Context("a cat")], 2, SamplingParams(max_new_tokens=4), seed=[0, 1])
+        b.generate_images(["a cat"], [0])
+
+
+# ---------------------------------------------------------------- 4. peft API
+def test_peft_without_set_adapter_inference_mode_fails_clearly(tiny, monkeypatch):
+    pytest.importorskip("peft")
+    from peft import PeftModel
+
+    def old_set_adapter(self, adapter_name):  # peft <= 0.18's signature
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(PeftModel, "set_adapter", old_set_adapter)
+    with pytest.raises(BackendError, match=r"peft .* set_adapter\(\.\.\., inference_mode=\).*peft>=0\.19"):
+        JanusBackend.load(tiny, lora={"r": 2})
+
+
+def test_dependency_pins_admit_only_versions_with_the_apis_used():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    peft_pins = re.findall(r'"peft([^"]*)"', text)
+    assert peft_pins and all(p.startswith(">=0.19") for p in peft_pins), peft_pins
+
+
+# ---------------------------------------------------------------- 7. init --check
+def test_init_check_loads_first_and_writes_nothing_when_it_fails(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(janus_mod, "cpu_supports_bf16", lambda: False)
+    opts = tmp_path / "backend.yaml"
+    opts.write_text("dtype: bfloat16\nmax_images: 2\n")
+    out = tmp_path / "init"
+    # bf16 recipe on a CPU without bf16: the check loads in float32 and says so; the checkpoint keeps bfloat16
+    assert janus_mod.main(["init", str(tiny), str(out), "--options", str(opts), "--check", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "float32" in printed and '"params_total"' in printed
+    assert json.loads((out / "backend.json").read_text())["options"]["dtype"] == "bfloat16"
+    if not torch.cuda.is_available():
+        bad = tmp_path / "init_cuda"
+        assert janus_mod.main(["init", str(tiny), str(bad), "--check", "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().out
+        assert not bad.exists()
+    broken = shutil.copytree(tiny, tmp_path / "broken")
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    assert janus_mod.main(["init", str(broken), str(tmp_path / "init_broken"), "--check", "--device", "cpu"]) == 2
+    assert "cannot load Janus weights" in capsys.readouterr().out
+    assert not (tmp_path / "init_broken").exists()
