@@ -979,10 +979,11 @@ TINY_WORDS = (
 
 
 def build_tiny_janus(path: str | Path, seed: int = 0, *, text_layers: int = 2, image_size: int = 32,
-                     patch_size: int = 8) -> Path:
+                     patch_size: int = 8, max_positions: int = 512) -> Path:
     """Write a tiny random transformers-format Janus directory (config, weights, word-level tokenizer with the Janus
     special tokens, image processor): the pattern every backend test copies. ``image_size/patch_size`` squared is the
-    number of image tokens (16 by default); generated images are ``2 * image_size / patch_size`` pixels wide."""
+    number of image tokens (16 by default; 384/16 gives Janus-Pro's 576, with ``max_positions`` >= 1300 for two
+    images); generated images are ``2 * image_size / patch_size`` pixels wide."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import JanusConfig, JanusForConditionalGeneration, PreTrainedTokenizerFast
     from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
@@ -1009,7 +1010,7 @@ def build_tiny_janus(path: str | Path, seed: int = 0, *, text_layers: int = 2, i
     config = JanusConfig(
         text_config=dict(model_type="llama", vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
                          num_hidden_layers=text_layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2),
+                         max_position_embeddings=max_positions, pad_token_id=0, bos_token_id=1, eos_token_id=2),
         vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, image_size=image_size,
                            patch_size=patch_size, projection_dim=32, num_image_tokens=grid * grid, mlp_ratio=2.0),
         vq_config=dict(embed_dim=8, num_embeddings=32, latent_channels=32, base_channels=32, channel_multiplier=[1, 2],

@@ -31,12 +31,19 @@ class CallCounter:
         self._handles = []
         seen: set[int] = set()
         for b in backends:
-            model = b.janus.model
-            if id(model) in seen:  # backends sharing one base (LoRA judge view) count once
-                continue
-            seen.add(id(model))
-            self._handles.append(model.language_model.register_forward_pre_hook(self._lm, with_kwargs=True))
-            self._handles.append(model.vision_model.register_forward_pre_hook(self._vis, with_kwargs=True))
+            models = [b.janus]
+            if b.peft_model is None and not getattr(b, "_frozen_adapter", False):
+                # full fine-tuning scores the reference with a separate frozen model: load it now so that its
+                # forwards are counted too (LoRA switches adapters on the same model)
+                if not isinstance(b._reference, torch.nn.Module):
+                    b._reference = b._loaded_model()
+                models.append(b._reference)
+            for m in models:
+                if id(m.model) in seen:  # backends sharing one base (LoRA judge view) count once
+                    continue
+                seen.add(id(m.model))
+                self._handles.append(m.model.language_model.register_forward_pre_hook(self._lm, with_kwargs=True))
+                self._handles.append(m.model.vision_model.register_forward_pre_hook(self._vis, with_kwargs=True))
 
     @staticmethod
     def _batch(args: tuple, kwargs: dict) -> int:
@@ -60,6 +67,15 @@ class CallCounter:
             yield
         finally:
             self.phase = before
+
+    def wrap(self, fn: Any, phase: str) -> Any:
+        """``fn`` counting its calls under ``phase`` (e.g. ``policy.generate_text = counter.wrap(..., "rollout")``)."""
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with self.as_phase(phase):
+                return fn(*args, **kwargs)
+
+        return wrapped
 
     def summary(self) -> dict[str, dict[str, Any]]:
         phases = sorted(set(self.calls) | set(self.encodes))
