@@ -247,3 +247,26 @@ def test_cost_model_counts_the_calls_of_an_rlmt_step(tiny):
     assert got["images"]["sequential_calls"] == model["images"]["sequential_calls"]  # 16 steps x 2 batches
     assert got["update"]["sequential_calls"] == model["update"]["sequential_calls"]  # policy + reference per group
     assert got["judge"]["images_encoded"] == 2 * g * q  # each evaluator context's two images, encoded once
+
+
+# ---------------------------------------------------------------- 9. the 7B judge shares the policy's base
+def test_a_lora_judge_shares_the_policy_base_from_an_init_checkpoint_and_only_the_same_base(tiny, tmp_path):
+    from seer.backends.janus import write_init_checkpoint
+
+    pytest.importorskip("peft")
+    init = write_init_checkpoint(tiny, tmp_path / "init", lora={"r": 2, "alpha": 4})
+    policy = JanusBackend.load(init, adapter_name="policy")
+    judge = JanusBackend.load(init, share_base_with=policy)  # no adapter trained yet: a fresh, frozen one
+    assert judge.janus is policy.janus and judge.trainable_parameters() == []
+    ctx, ids = judge_context(0), [[20, 21, 22]]
+    with torch.no_grad():
+        for p in policy.trainable_parameters():
+            p.add_(0.3)  # the policy moves; the judge (a zero-B adapter) stays the base model
+        with policy.peft_model.disable_adapter():
+            base = policy.token_logprobs([ctx], ids)[0]
+        torch.testing.assert_close(judge.token_logprobs([ctx], ids)[0], base)
+        assert not torch.allclose(policy.token_logprobs([ctx], ids)[0], base)
+    other = build_tiny_janus(tmp_path / "other", seed=1)
+    foreign = write_init_checkpoint(other, tmp_path / "foreign", lora={"r": 2})
+    with pytest.raises(BackendError, match="belongs to base weights"):
+        JanusBackend.load(foreign, share_base_with=policy)

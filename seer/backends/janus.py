@@ -163,6 +163,18 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+def check_not_sharded_launch() -> None:
+    """Raise when ``accelerate launch`` was given an FSDP or DeepSpeed config: the stages replicate the model in
+    every process (they never pass it through ``accelerator.prepare``), so such a launch would run replicated
+    processes with the memory of one full copy each while the user expects sharding (docs/own_model.md)."""
+    for var, what in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(var, "").lower() in ("1", "true", "yes"):
+            raise BackendError(f"launched with an accelerate {what} config ({var}={os.environ[var]}), but the seer "
+                               "stages do not shard the model: every process would hold a full replica. Use "
+                               "recipes/accelerate/gpu_ddp.yaml (data parallel) or LoRA (recipes/janus_pro_7b); see "
+                               "docs/own_model.md, 'Known gaps'")
+
+
 def resolve_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
     """Check that ``device`` exists and supports ``dtype`` before any weights are read."""
     try:
@@ -403,8 +415,9 @@ class JanusBackend:
                 raise BackendError(f"{meta_file}: base_model {str(base_dir)!r} does not exist; move the Janus weights "
                                    "back or edit base_model")
 
+        check_not_sharded_launch()
         if share_base_with is not None:
-            return cls._load_shared(path, adapter_dir, options, share_base_with)
+            return cls._load_shared(path, adapter_dir, options, share_base_with, base_dir)
         if adapter_dir is not None and options.lora is None:
             raise BackendError(f"{meta_file}: a LoRA checkpoint needs lora options (saved ones were removed)")
 
@@ -454,17 +467,28 @@ class JanusBackend:
         return get_peft_model(janus, cfg, adapter_name=name)
 
     @classmethod
-    def _load_shared(cls, path: Path, adapter_dir: Path | None, options: JanusOptions, base: JanusBackend):
-        if base.peft_model is None or adapter_dir is None:
+    def _load_shared(cls, path: Path, adapter_dir: Path | None, options: JanusOptions, base: JanusBackend,
+                     base_dir: Path):
+        if base.peft_model is None or options.lora is None:
             raise BackendError(f"{path}: share_base_with needs LoRA on both sides (this checkpoint and the backend "
                                "it shares with); load it on its own instead")
+        if base_dir.resolve() != base.base_dir:
+            raise BackendError(f"{path}: its adapter belongs to base weights {base_dir.resolve()}, but the backend it "
+                               f"would share with runs {base.base_dir}; load it on its own instead")
         name = options.adapter_name
         if name in base.peft_model.peft_config:
             name = f"{name}_{len(base.peft_model.peft_config)}"
-        src = adapter_dir / options.adapter_name
-        if not src.is_dir():
-            raise BackendError(f"{src}: LoRA adapter missing")
-        base.peft_model.load_adapter(str(src), adapter_name=name, is_trainable=False)
+        if adapter_dir is None:  # an init checkpoint (LoRA options, no adapter trained yet): a fresh adapter,
+            from peft import LoraConfig  # whose zero B matrices make it the base model, frozen
+
+            lo = options.lora
+            base.peft_model.add_adapter(name, LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
+                                                         target_modules=lo.target_modules))
+        else:
+            src = adapter_dir / options.adapter_name
+            if not src.is_dir():
+                raise BackendError(f"{src}: LoRA adapter missing")
+            base.peft_model.load_adapter(str(src), adapter_name=name, is_trainable=False)
         base._activate()  # load_adapter may flip requires_grad flags; restore the base backend's view
         view = cls.__new__(cls)
         view.__dict__.update(base.__dict__)
