@@ -270,3 +270,46 @@ def test_a_lora_judge_shares_the_policy_base_from_an_init_checkpoint_and_only_th
     foreign = write_init_checkpoint(other, tmp_path / "foreign", lora={"r": 2})
     with pytest.raises(BackendError, match="belongs to base weights"):
         JanusBackend.load(foreign, share_base_with=policy)
+
+
+# ---------------------------------------------------------------- 8 (part). no all-reduce for unused parameters
+SUM_GRADS_SCRIPT = """
+import sys, torch
+from seer.stages.common import Dist
+d = Dist(cpu=True)
+p = [torch.nn.Parameter(torch.zeros(3)) for _ in range(3)]
+p[0].grad = torch.full((3,), float(d.rank + 1))        # both ranks used it
+if d.rank == 1:
+    p[1].grad = torch.full((3,), 5.0)                  # one rank used it: the other contributes zeros
+d.sum_grads(p)                                         # p[2]: no rank used it (a text-only step's image encoder)
+torch.save([None if q.grad is None else q.grad.tolist() for q in p], sys.argv[1] + f"/rank{d.rank}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_sum_grads_leaves_out_parameters_no_process_used(tmp_path):
+    """Two gloo processes: a parameter with a gradient on any rank is summed; one with none anywhere keeps
+    grad None (no traffic, no AdamW state: as in one process)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+               "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": str(root)}
+        procs.append(subprocess.Popen([sys.executable, "-c", SUM_GRADS_SCRIPT, str(tmp_path)], env=env, cwd=root,
+                                      stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got == [[3.0] * 3, [5.0] * 3, None]
