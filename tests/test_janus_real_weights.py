@@ -87,6 +87,10 @@ def test_per_context_seeds_give_the_same_completions_in_a_batch_as_alone(tiny):
     assert len({tuple(x.token_ids) for x in batch[0]}) > 1  # the G rows of a context draw different noise
     chunked = JanusBackend.load(tiny, max_batch_rows=3).generate_text(contexts, 3, sp, seed=seeds)
     assert [[x.token_ids for x in g] for g in chunked] == [[x.token_ids for x in g] for g in batch]
+    # one int seed: context 0 is the same as alone; identical contexts still draw different noise
+    same = b.generate_text([contexts[0], contexts[0]], 3, sp, seed=5)
+    assert [x.token_ids for x in same[0]] == [x.token_ids for x in batch[0]]
+    assert [x.token_ids for x in same[0]] != [x.token_ids for x in same[1]]
 
 
 def test_judge_is_one_decode_loop_and_each_context_is_prefilled_once(tiny):

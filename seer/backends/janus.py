@@ -734,8 +734,9 @@ class JanusBackend:
     ) -> list[list[Completion]]:
         """Sample ``n`` completions per context in one decode loop over all contexts (``max_batch_rows`` may split
         it): each distinct context is prefilled — and its images encoded — once, and its KV cache is repeated for
-        its ``n`` rows. Row ``j`` of context ``i`` draws its noise from its own generator seeded from (the context's
-        seed, j), so a completion does not depend on its batch mates; with one int seed every context uses it."""
+        its ``n`` rows. Row ``j`` of context ``i`` draws its noise from its own generator, seeded from (seed, i, j)
+        for one int seed and from (seed[i], 0, j) for per-context seeds — the same as context i alone with seed[i] —
+        so a completion never depends on its batch mates."""
         self._check_contexts(contexts)
         if n < 1:
             raise BackendError(f"generate_text: n must be >= 1, got {n}")
@@ -745,7 +746,10 @@ class JanusBackend:
             return []
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
-        seeds = per_context_seeds(seed, len(contexts)) or [int(seed)] * len(contexts)
+        per_context = per_context_seeds(seed, len(contexts))
+
+        def row_seed(i: int, j: int) -> int:
+            return _row_seed(per_context[i], 0, j) if per_context is not None else _row_seed(int(seed), i, j)
         prompts = [self._prompt_ids(c.text) for c in contexts]
         for i, p in enumerate(prompts):
             if len(p) + sampling.max_new_tokens > self.max_positions:
@@ -760,8 +764,7 @@ class JanusBackend:
                 idx = range(lo, min(lo + per_chunk, len(contexts)))
                 ids, mask = self._left_pad([prompts[i] for i in idx])
                 pixels = self._pixels([im for i in idx for im in contexts[i].images])
-                gens = [torch.Generator(device="cpu").manual_seed(_row_seed(seeds[i], j)) for i in idx
-                        for j in range(n)]
+                gens = [torch.Generator(device="cpu").manual_seed(row_seed(i, j)) for i in idx for j in range(n)]
                 tokens, logps = self._sample(model, ids, mask, pixels, n, sampling, gens)
                 for k in range(len(idx)):
                     group = []
