@@ -317,3 +317,28 @@ def test_sum_grads_leaves_out_parameters_no_process_used(tmp_path):
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt")
         assert got == [[3.0] * 3, [5.0] * 3, None]
+
+
+def test_scoring_encodes_a_groups_images_once_with_the_same_logprobs_and_gradients(tiny):
+    """token_logprobs over G rows of one Context object encodes its two images once; the log-probs and θ's gradients
+    equal those of G separate (equal-valued) contexts, each encoded on its own."""
+    b = JanusBackend.load(tiny)
+    shared = judge_context(4)
+    copies = [Context(shared.text, shared.images) for _ in range(3)]
+    ids = [[20, 21, 22], [23, 24], [25]]
+    results = []
+    for contexts in ([shared] * 3 + [Context("a cat")], copies + [Context("a cat")]):
+        counter = CallCounter(b)
+        for p in b.trainable_parameters():
+            p.grad = None
+        logp, mask = b.token_logprobs(contexts, ids + [[26, 27]])
+        (logp * mask).sum().backward()
+        counter.close()
+        results.append((logp.detach(), [p.grad.clone() for p in b.trainable_parameters() if p.grad is not None],
+                        counter.encodes["other"]))
+    (lp_shared, g_shared, enc_shared), (lp_copies, g_copies, enc_copies) = results
+    assert enc_shared == [2] and enc_copies == [6]
+    torch.testing.assert_close(lp_shared, lp_copies, rtol=1e-5, atol=1e-6)
+    assert len(g_shared) == len(g_copies) > 0
+    for a, c in zip(g_shared, g_copies, strict=True):
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-6)

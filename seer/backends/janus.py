@@ -871,12 +871,30 @@ class JanusBackend:
         if full_ids.shape[1] > self.max_positions:
             raise BackendError(f"token_logprobs: {full_ids.shape[1]} tokens exceed max_position_embeddings="
                                f"{self.max_positions}")
-        pixels = self._pixels([im for c in contexts for im in c.images])
+        # a group's G rows share one Context object: encode each distinct context's images once (the encoder's
+        # gradient is then the sum over the rows, as with one copy per row) and repeat the features per row
+        unique: dict[int, int] = {}  # id(context) -> its index among the distinct contexts with images
+        distinct: list[Context] = []
+        for c in contexts:
+            if c.images and id(c) not in unique:
+                unique[id(c)] = len(distinct)
+                distinct.append(c)
+        pixels = self._pixels([im for c in distinct for im in c.images])
         grad = torch.enable_grad() if not reference else torch.no_grad()
         with grad, self._scoring_model(reference) as model, self._autocast():
+            inputs: dict[str, Any] = {"input_ids": full_ids}
+            if pixels is not None:
+                core = self.janus if model is self._train_wrapper else model  # the Janus module (not a wrapper)
+                per_context = core.model.get_image_features(pixels).pooler_output  # (images, N, h)
+                per_context = per_context.reshape(len(distinct), -1, per_context.shape[-1])
+                rows = torch.tensor([unique[id(c)] for c in contexts if c.images], device=self.device)
+                embeds = core.get_input_embeddings()(full_ids)
+                slots = (full_ids == self.image_token_id).unsqueeze(-1)
+                feats = per_context[rows].reshape(-1, per_context.shape[-1]).to(embeds.dtype)
+                inputs = {"inputs_embeds": embeds.masked_scatter(slots, feats)}
             # only the last t+1 positions are projected to the (large) vocabulary: they predict the completion
-            out = model(input_ids=full_ids, pixel_values=pixels, attention_mask=full_mask,
-                        position_ids=self._positions(full_mask), use_cache=False, logits_to_keep=t + 1)
+            out = model(**inputs, attention_mask=full_mask, position_ids=self._positions(full_mask), use_cache=False,
+                        logits_to_keep=t + 1)
             logits = self._text_logits(out.logits[:, :-1].float())  # (B, T, V)
             logp = logits.gather(-1, comp[..., None]).squeeze(-1) - logits.logsumexp(-1)
         maskf = comp_mask.to(logp.dtype)
