@@ -149,7 +149,8 @@ def estimate(s: Setting) -> dict[str, float]:
     flops_fwd_tok = 2 * n_llm
     vis_fwd = 2 * n_vis * s.image_tokens * n_img  # per context: its images are encoded once
     prefill = q_local * (prompt * flops_fwd_tok + vis_fwd)  # one prefill per context, shared by its G rows
-    scoring = q_local * g * (seq * flops_fwd_tok + vis_fwd) * (3 + 1 + 1)  # fwd+bwd, recompute, reference fwd
+    # fwd+bwd, recompute, reference fwd; a group's images are encoded once for its G rows
+    scoring = q_local * (g * seq * flops_fwd_tok + vis_fwd) * (3 + 1 + 1)
     compute_s = (prefill + scoring) / (peak * s.mfu)
     step_read = n_llm * 2 / (bw * s.bw_eff)  # one weight read per sequential decode call
     rows = q_local * g
