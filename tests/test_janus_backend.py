@@ -128,15 +128,16 @@ def test_image_guidance_matches_a_hand_written_loop(tiny):
     with torch.no_grad():
         b.janus.model.generation_head.vision_head.weight.mul_(20.0)  # decisive argmaxes
     prompt = "a red cat"
-    ids = torch.tensor([b._prompt_ids(prompt) + [b.boi_token_id]])
+    ids = torch.tensor([b._prompt_ids(prompt, understanding=False) + [b.boi_token_id]])
     uncond = ids.clone()
-    uncond[(uncond != b.bos_token_id) & (uncond != b.boi_token_id)] = b.pad_token_id
+    uncond[(uncond != b.bos_token_id) & (uncond != b.boi_token_id)] = b.image_pad_token_id
     m = b.janus
     with torch.no_grad():
         embeds, past, toks = m.get_input_embeddings()(torch.cat([ids, uncond])), None, []
         for _ in range(b.num_image_tokens):
-            out = m.model.language_model(inputs_embeds=embeds, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            cache = {b._cache_kw: past} if past is not None else {}
+            out = m.model.language_model(inputs_embeds=embeds, use_cache=True, **cache)
+            past = getattr(out, b._cache_kw)
             s = m.model.generation_head(out.last_hidden_state[:, -1])
             nxt = (s[1:] + 3.0 * (s[:1] - s[1:])).argmax(-1)
             toks.append(nxt)

@@ -28,17 +28,31 @@ def test_recipes_load_with_paper_values(size):
     options = JanusOptions.from_dict(yaml.safe_load((RECIPES / size / "backend.yaml").read_text()), size)
     assert options.max_images >= 2  # the evaluator compares two images
     assert (options.lora is not None) == (size == "janus_pro_7b")
+    # a full fine-tune keeps θ in float32 (bf16 θ barely moves at these lrs); the 7B judge shares the LoRA base
+    assert options.master_weights == ("float32" if options.lora is None else None)
+    assert rlmt.share_evaluator_base == (options.lora is not None)
 
 
-@pytest.mark.parametrize("name", ["single_gpu", "fsdp", "deepspeed_zero2", "deepspeed_zero3"])
-def test_accelerate_configs_parse(name):
+def test_accelerate_configs_parse_and_none_claims_sharding():
     from accelerate.commands.config.config_args import load_config_from_file
 
-    cfg = load_config_from_file(str(RECIPES / "accelerate" / f"{name}.yaml"))
-    expected = {"single_gpu": "NO", "fsdp": "FSDP", "deepspeed_zero2": "DEEPSPEED", "deepspeed_zero3": "DEEPSPEED"}
-    assert cfg.distributed_type.value == expected[name]
-    if name.startswith("deepspeed"):
-        assert cfg.deepspeed_config["zero_stage"] == int(name[-1])
+    expected = {"single_gpu": "NO", "gpu_ddp": "MULTI_GPU", "cpu_ddp": "MULTI_GPU"}  # cpu_ddp: MULTI_GPU + use_cpu
+    names = sorted(f.stem for f in (RECIPES / "accelerate").glob("*.yaml"))
+    assert names == sorted(expected)  # FSDP / DeepSpeed configs were removed: the stages do not shard (own_model.md)
+    for name in names:
+        cfg = load_config_from_file(str(RECIPES / "accelerate" / f"{name}.yaml"))
+        assert cfg.distributed_type.value == expected[name]
+
+
+@pytest.mark.parametrize("var", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
+def test_a_sharded_launch_fails_instead_of_replicating(var, tmp_path, monkeypatch):
+    from seer.backends.base import BackendError
+    from seer.backends.janus import JanusBackend
+
+    tiny = build_tiny_janus(tmp_path / "tiny")
+    monkeypatch.setenv(var, "true")
+    with pytest.raises(BackendError, match=f"{var}=true.*full replica"):
+        JanusBackend.load(tiny)
 
 
 @pytest.mark.slow

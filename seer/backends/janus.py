@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
 from seer.backends.base import (
@@ -58,6 +60,14 @@ PHI_MODULES = ("model.vqmodel", "model.generation_embeddings", "model.generation
 THETA_TEXT_MODULES = ("model.language_model", "lm_head")
 THETA_VISION_MODULES = ("model.vision_model", "model.aligner")
 DEFAULT_CHAT_FORMAT = "<|User|>: {text}\n\n<|Assistant|>:"  # Janus-Pro's "deepseek" conversation format
+# The system prompt DeepSeek's reference code puts before every understanding conversation (and transformers'
+# JanusProcessor with use_default_system_prompt=True); generation prompts have none (the reference passes
+# system_prompt="" for text-to-image). Kept here so the backend does not depend on a private transformers constant.
+JANUS_SYSTEM_PROMPT = (
+    "You are a helpful language and vision assistant. "
+    "You are able to understand the visual content that the user provides, "
+    "and assist the user with a variety of tasks using natural language.\n\n"
+)
 DEFAULT_LORA_TARGET = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 # Fallbacks when a tokenizer does not name its Janus special tokens (the transformers conversion does).
 SPECIAL_TOKEN_DEFAULTS = {
@@ -83,17 +93,24 @@ class JanusOptions:
     """How a Janus model is run. Stored in ``backend.json``; any field can be overridden when loading."""
 
     dtype: str = "float32"  # float32 | bfloat16 | float16 (weights and compute)
+    # "float32": θ (full fine-tuning) is kept in float32 — its weights and so AdamW's moments — and every forward
+    # runs under autocast to ``dtype``; ϕ and the frozen copies stay in ``dtype``. Without it a bf16 θ cannot take
+    # the small steps of RL learning rates: an update below half a bf16 ulp (~0.4% of the weight) rounds away.
+    master_weights: str | None = None  # None | float32 (LoRA adapters are float32 already: peft keeps them so)
     device: str = "cpu"  # cpu | cuda | cuda:N
     lora: LoraOptions | None = None  # None = full fine-tuning of θ
     adapter_name: str = "default"  # name of this backend's LoRA adapter (distinct names let backends share a base)
     train_vision_encoder: bool = True  # θ includes the understanding encoder + aligner (off for text-only RLMT)
     max_images: int = 2  # images per context this backend accepts (the evaluator needs two)
     chat_format: str = DEFAULT_CHAT_FORMAT  # must contain {text}
+    # prepended to understanding prompts only ("default" = Janus's own system prompt; "" = none)
+    system_prompt: str = "default"
     guidance_scale: float = 5.0  # classifier-free guidance for images (Janus-Pro's default)
     image_temperature: float = 1.0  # sampling temperature of image tokens (0 = greedy)
     image_batch_size: int = 8  # images generated per forward batch (x2 rows for guidance)
     image_generator: str = "current"  # current = trained shared backbone (as the paper); initial = as loaded
     gradient_checkpointing: bool = False  # trade compute for activation memory on the language model
+    max_batch_rows: int = 0  # most rows (contexts x samples) decoded together by generate_text; 0 = all in one batch
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -106,6 +123,10 @@ class JanusOptions:
             raise BackendError("janus options max_images must be >= 0 and image_batch_size >= 1")
         if self.guidance_scale < 1.0:
             raise BackendError(f"janus option guidance_scale={self.guidance_scale}: expected >= 1 (1 = no guidance)")
+        if self.master_weights not in (None, "float32"):
+            raise BackendError(f"janus option master_weights={self.master_weights!r}: expected null or float32")
+        if self.max_batch_rows < 0:
+            raise BackendError(f"janus option max_batch_rows={self.max_batch_rows}: expected >= 0 (0 = no limit)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> JanusOptions:
@@ -140,6 +161,18 @@ def cpu_supports_bf16() -> bool:
         return bool(check()) if check is not None else False
     except RuntimeError:
         return False
+
+
+def check_not_sharded_launch() -> None:
+    """Raise when ``accelerate launch`` was given an FSDP or DeepSpeed config: the stages replicate the model in
+    every process (they never pass it through ``accelerator.prepare``), so such a launch would run replicated
+    processes with the memory of one full copy each while the user expects sharding (docs/own_model.md)."""
+    for var, what in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(var, "").lower() in ("1", "true", "yes"):
+            raise BackendError(f"launched with an accelerate {what} config ({var}={os.environ[var]}), but the seer "
+                               "stages do not shard the model: every process would hold a full replica. Use "
+                               "recipes/accelerate/gpu_ddp.yaml (data parallel) or LoRA (recipes/janus_pro_7b); see "
+                               "docs/own_model.md, 'Known gaps'")
 
 
 def resolve_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
@@ -203,6 +236,16 @@ def check_image_generation_config(config: Any, where: str) -> None:
                            f"text_config.hidden_size={config.text_config.hidden_size} for image generation")
 
 
+def check_peft(peft_model_cls: Any) -> None:
+    """Raise before loading an adapter when peft's ``set_adapter`` cannot switch between a trainable and a frozen
+    adapter (``inference_mode=``, peft 0.19+), which every policy/reference/judge switch relies on."""
+    if "inference_mode" not in inspect.signature(peft_model_cls.set_adapter).parameters:
+        import peft
+
+        raise BackendError(f"janus option lora: peft {getattr(peft, '__version__', '?')} lacks "
+                           "set_adapter(..., inference_mode=); upgrade it: pip install 'peft>=0.19'")
+
+
 def _module_params(model: torch.nn.Module, prefixes: Sequence[str]) -> dict[str, torch.nn.Parameter]:
     """Named parameters under any of ``prefixes`` (peft's wrapper prefixes are stripped before matching)."""
     out: dict[str, torch.nn.Parameter] = {}
@@ -211,6 +254,22 @@ def _module_params(model: torch.nn.Module, prefixes: Sequence[str]) -> dict[str,
         if any(bare == pre or bare.startswith(pre + ".") for pre in prefixes):
             out[bare] = p
     return out
+
+
+def _row_seed(*entropy: int) -> int:
+    """A 63-bit seed mixed from integers, so nearby seeds (and rows) give unrelated random streams."""
+    words = np.random.SeedSequence([int(e) % (1 << 64) for e in entropy]).generate_state(2, dtype=np.uint32)
+    return int((int(words[0]) << 31) ^ int(words[1])) & ((1 << 63) - 1)
+
+
+def _cache_keyword(model_cls: type) -> str:
+    """The forward argument that carries the KV cache: ``cache`` from the transformers release that deprecated
+    ``past_key_values`` (a FutureWarning, removed in 5.40), ``past_key_values`` in the older releases we admit."""
+    try:
+        params = inspect.signature(model_cls.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
 
 
 class _GuidedSeededSampler:
@@ -269,7 +328,8 @@ class JanusBackend:
         self.peft_model = peft_model
         self._frozen_adapter = frozen_adapter  # a LoRA view that shares a base and is never trained (the evaluator)
         self.device = next(janus.parameters()).device
-        self.dtype = next(janus.parameters()).dtype
+        self.dtype = _DTYPES[options.dtype]  # the compute dtype (θ may be kept in float32: master_weights)
+        self._cache_kw = _cache_keyword(type(janus))
         self._train_wrapper: torch.nn.Module | None = None
         self._reference: Any = None  # frozen model copy, or the name of a frozen LoRA adapter
         self._initial: torch.nn.Module | None = None  # the model as loaded (full FT reference / initial generator)
@@ -295,12 +355,26 @@ class JanusBackend:
         if self.eos_token_id is None:
             raise BackendError(f"{base_dir}: tokenizer has no eos_token; completions could never end")
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_token_id
+        # classifier-free guidance's unconditional rows are padded with the checkpoint's own pad id
+        # (generation_config.json), which the model was trained with; the tokenizer's is only a fallback
+        gen_pad = getattr(getattr(janus, "generation_config", None), "pad_token_id", None)
+        if isinstance(gen_pad, list | tuple):
+            gen_pad = gen_pad[0] if gen_pad else None
+        self.image_pad_token_id = int(gen_pad) if gen_pad is not None else self.pad_token_id
+        self.system_prompt = JANUS_SYSTEM_PROMPT if options.system_prompt == "default" else options.system_prompt
         self.max_positions = int(getattr(cfg.text_config, "max_position_embeddings", 1 << 30))
 
         for p in janus.parameters():
             p.requires_grad_(False)
         for p in self.trainable_parameters():
             p.requires_grad_(True)
+        # fp32 master weights for a full fine-tune in bf16/fp16: θ itself becomes float32 (so does AdamW's state,
+        # which follows the parameter's dtype) and forwards autocast to the compute dtype
+        self._autocast_on = (options.master_weights == "float32" and peft_model is None and not frozen_adapter
+                             and self.dtype != torch.float32)
+        if self._autocast_on:
+            for p in self.trainable_parameters():
+                p.data = p.data.float()
         if options.gradient_checkpointing:  # language model and understanding encoder layers
             enable = getattr(janus, "activation_checkpointing_enable", None) or janus.gradient_checkpointing_enable
             enable()
@@ -341,8 +415,9 @@ class JanusBackend:
                 raise BackendError(f"{meta_file}: base_model {str(base_dir)!r} does not exist; move the Janus weights "
                                    "back or edit base_model")
 
+        check_not_sharded_launch()
         if share_base_with is not None:
-            return cls._load_shared(path, adapter_dir, options, share_base_with)
+            return cls._load_shared(path, adapter_dir, options, share_base_with, base_dir)
         if adapter_dir is not None and options.lora is None:
             raise BackendError(f"{meta_file}: a LoRA checkpoint needs lora options (saved ones were removed)")
 
@@ -357,7 +432,7 @@ class JanusBackend:
             janus, info = JanusForConditionalGeneration.from_pretrained(
                 str(base_dir), dtype=dtype, output_loading_info=True
             )
-        except (OSError, ValueError, RuntimeError) as e:
+        except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # a truncated or corrupt weights file
             raise BackendError(f"{base_dir}: cannot load Janus weights ({e})") from e
         missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
         if missing:
@@ -378,6 +453,7 @@ class JanusBackend:
             from peft import LoraConfig, PeftModel, get_peft_model
         except ImportError as e:
             raise BackendError("janus option lora needs the peft package: pip install 'seer[lora]'") from e
+        check_peft(PeftModel)
         name = options.adapter_name
         if adapter_dir is not None:
             if not (adapter_dir / name / "adapter_config.json").is_file() and not (
@@ -391,17 +467,28 @@ class JanusBackend:
         return get_peft_model(janus, cfg, adapter_name=name)
 
     @classmethod
-    def _load_shared(cls, path: Path, adapter_dir: Path | None, options: JanusOptions, base: JanusBackend):
-        if base.peft_model is None or adapter_dir is None:
+    def _load_shared(cls, path: Path, adapter_dir: Path | None, options: JanusOptions, base: JanusBackend,
+                     base_dir: Path):
+        if base.peft_model is None or options.lora is None:
             raise BackendError(f"{path}: share_base_with needs LoRA on both sides (this checkpoint and the backend "
                                "it shares with); load it on its own instead")
+        if base_dir.resolve() != base.base_dir:
+            raise BackendError(f"{path}: its adapter belongs to base weights {base_dir.resolve()}, but the backend it "
+                               f"would share with runs {base.base_dir}; load it on its own instead")
         name = options.adapter_name
         if name in base.peft_model.peft_config:
             name = f"{name}_{len(base.peft_model.peft_config)}"
-        src = adapter_dir / options.adapter_name
-        if not src.is_dir():
-            raise BackendError(f"{src}: LoRA adapter missing")
-        base.peft_model.load_adapter(str(src), adapter_name=name, is_trainable=False)
+        if adapter_dir is None:  # an init checkpoint (LoRA options, no adapter trained yet): a fresh adapter,
+            from peft import LoraConfig  # whose zero B matrices make it the base model, frozen
+
+            lo = options.lora
+            base.peft_model.add_adapter(name, LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
+                                                         target_modules=lo.target_modules))
+        else:
+            src = adapter_dir / options.adapter_name
+            if not src.is_dir():
+                raise BackendError(f"{src}: LoRA adapter missing")
+            base.peft_model.load_adapter(str(src), adapter_name=name, is_trainable=False)
         base._activate()  # load_adapter may flip requires_grad flags; restore the base backend's view
         view = cls.__new__(cls)
         view.__dict__.update(base.__dict__)
@@ -452,7 +539,21 @@ class JanusBackend:
             "num_image_tokens": self.num_image_tokens, "image_size": v.image_size,
             "generated_image_size": self.generated_image_size, "max_images": self.options.max_images,
             "max_position_embeddings": self.max_positions,
+            "precision": self.precision(),
         }
+
+    def precision(self) -> dict[str, str]:
+        """The dtypes of the weights, of θ (AdamW keeps its moments in θ's dtype) and of the forwards' compute."""
+        theta = self.trainable_parameters()
+        theta_dtype = str(theta[0].dtype).removeprefix("torch.") if theta else "none (frozen)"
+        return {"weights": self.options.dtype, "theta": theta_dtype, "optimizer_state": theta_dtype,
+                "compute": self.options.dtype}
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the compute dtype when θ is kept in float32 (master_weights), else nothing."""
+        if not self._autocast_on:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     @property
     def generated_image_size(self) -> int:
@@ -581,9 +682,12 @@ class JanusBackend:
         self._train_wrapper = module
 
     # ---------------------------------------------------------------- inputs
-    def _prompt_ids(self, text: str) -> list[int]:
-        """Token ids of one chat prompt; each ``<image>`` becomes BOI + N image tokens + EOI."""
+    def _prompt_ids(self, text: str, understanding: bool = True) -> list[int]:
+        """Token ids of one chat prompt; each ``<image>`` becomes BOI + N image tokens + EOI. Understanding prompts
+        (text generation and scoring) start with the system prompt; generation prompts have none, as in Janus."""
         full = self.options.chat_format.format(text=text)
+        if understanding and self.system_prompt:
+            full = self.system_prompt + full
         ids = [self.bos_token_id] if self.bos_token_id is not None else []
         pieces = full.split(IMAGE_PLACEHOLDER)
         for i, piece in enumerate(pieces):
@@ -628,65 +732,97 @@ class JanusBackend:
         self, contexts: Sequence[Context], n: int, sampling: SamplingParams,
         seed: int | Sequence[int] | None = None,
     ) -> list[list[Completion]]:
+        """Sample ``n`` completions per context in one decode loop over all contexts (``max_batch_rows`` may split
+        it): each distinct context is prefilled — and its images encoded — once, and its KV cache is repeated for
+        its ``n`` rows. Row ``j`` of context ``i`` draws its noise from its own generator, seeded from (seed, i, j)
+        for one int seed and from (seed[i], 0, j) for per-context seeds — the same as context i alone with seed[i] —
+        so a completion never depends on its batch mates."""
         self._check_contexts(contexts)
         if n < 1:
             raise BackendError(f"generate_text: n must be >= 1, got {n}")
-        seeds = per_context_seeds(seed, len(contexts))
-        if seeds is not None:  # one seed per context: one batch per context
-            return [self.generate_text([c], n, sampling, seed=s)[0] for c, s in zip(contexts, seeds, strict=True)]
+        if sampling.max_new_tokens < 1:
+            raise BackendError(f"generate_text: max_new_tokens must be >= 1, got {sampling.max_new_tokens}")
+        if not contexts:
+            return []
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        per_context = per_context_seeds(seed, len(contexts))
+
+        def row_seed(i: int, j: int) -> int:
+            return _row_seed(per_context[i], 0, j) if per_context is not None else _row_seed(int(seed), i, j)
         prompts = [self._prompt_ids(c.text) for c in contexts]
         for i, p in enumerate(prompts):
             if len(p) + sampling.max_new_tokens > self.max_positions:
                 raise BackendError(f"context {i}: {len(p)} prompt tokens + max_new_tokens={sampling.max_new_tokens} "
                                    f"exceed max_position_embeddings={self.max_positions}")
-        rows = [p for p in prompts for _ in range(n)]  # (B*n) rows, context-major
-        images = [im for c in contexts for _ in range(n) for im in c.images]
-        ids, mask = self._left_pad(rows)
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
-        with self._scoring_model(reference=False) as model:
-            tokens, logps = self._sample(model, ids, mask, self._pixels(images), sampling, gen)
+        per_chunk = len(contexts)
+        if self.options.max_batch_rows:
+            per_chunk = max(1, self.options.max_batch_rows // n)
         out: list[list[Completion]] = []
-        for ci in range(len(contexts)):
-            group = []
-            for j in range(n):
-                r = ci * n + j
-                toks, lps = tokens[r], logps[r]
-                text = self.tokenizer.decode(toks, skip_special_tokens=True).strip()
-                truncated = not toks or toks[-1] != self.eos_token_id
-                group.append(Completion(token_ids=toks, text=text, logprobs=lps, truncated=truncated))
-            out.append(group)
+        with self._scoring_model(reference=False) as model:
+            for lo in range(0, len(contexts), per_chunk):
+                idx = range(lo, min(lo + per_chunk, len(contexts)))
+                ids, mask = self._left_pad([prompts[i] for i in idx])
+                pixels = self._pixels([im for i in idx for im in contexts[i].images])
+                gens = [torch.Generator(device="cpu").manual_seed(row_seed(i, j)) for i in idx for j in range(n)]
+                tokens, logps = self._sample(model, ids, mask, pixels, n, sampling, gens)
+                for k in range(len(idx)):
+                    group = []
+                    for j in range(n):
+                        toks, lps = tokens[k * n + j], logps[k * n + j]
+                        text = self.tokenizer.decode(toks, skip_special_tokens=True).strip()
+                        truncated = not toks or toks[-1] != self.eos_token_id
+                        group.append(Completion(token_ids=toks, text=text, logprobs=lps, truncated=truncated))
+                    out.append(group)
         return out
 
-    def _sample(self, model: Any, ids: torch.Tensor, mask: torch.Tensor, pixels: torch.Tensor | None,
-                sampling: SamplingParams, gen: torch.Generator) -> tuple[list[list[int]], list[list[float]]]:
-        """KV-cached sampling loop: (rows, T) token ids stopping at EOS, and the log-prob of each under the
-        distribution that was sampled from (after temperature / top-k / top-p)."""
-        b = ids.shape[0]
+    def _forward(self, model: Any, cache: Any = None, **kwargs: Any) -> tuple[Any, Any]:
+        """One cached forward; returns (output, its KV cache), naming the cache as this transformers release does."""
+        if cache is not None:
+            kwargs[self._cache_kw] = cache
+        with self._autocast():
+            out = model(use_cache=True, **kwargs)
+        return out, getattr(out, self._cache_kw, None)
+
+    def _sample(self, model: Any, ids: torch.Tensor, mask: torch.Tensor, pixels: torch.Tensor | None, n: int,
+                sampling: SamplingParams, generators: Sequence[torch.Generator]
+                ) -> tuple[list[list[int]], list[list[float]]]:
+        """KV-cached sampling: the P prompts in ``ids`` are prefilled once, their cache and last logits repeated ``n``
+        times (rows context-major), then one forward per new token for all P·n rows. Returns per row the tokens
+        (stopping at EOS) and the log-prob of each under the distribution sampled from (temperature / top-k /
+        top-p applied); row r's noise comes from ``generators[r]`` only (Gumbel-max)."""
+        out, cache = self._forward(model, input_ids=ids, pixel_values=pixels, attention_mask=mask,
+                                   position_ids=self._positions(mask), logits_to_keep=1)
+        logits = out.logits[:, -1].float()
+        if n > 1:  # the G samples of a context share its prefill: index_select the cache along the batch
+            index = torch.arange(ids.shape[0], device=self.device).repeat_interleave(n)
+            cache.reorder_cache(index)
+            logits, mask = logits[index], mask[index]
+        b = mask.shape[0]
         tokens: list[list[int]] = [[] for _ in range(b)]
         logps: list[list[float]] = [[] for _ in range(b)]
         done = torch.zeros(b, dtype=torch.bool, device=self.device)
-        out = model(input_ids=ids, pixel_values=pixels, attention_mask=mask, position_ids=self._positions(mask),
-                    use_cache=True, logits_to_keep=1)
-        for _ in range(sampling.max_new_tokens):
-            logits = self._text_logits(out.logits[:, -1].float())  # (rows, V)
-            logp = self._sampling_logprobs(logits, sampling)
+        for step in range(sampling.max_new_tokens):
+            logp = self._sampling_logprobs(self._text_logits(logits), sampling)  # (rows, V)
             if sampling.greedy:
                 nxt = logp.argmax(-1)
             else:
-                nxt = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(-1)
+                u = torch.stack([torch.rand(logp.shape[-1], generator=g, dtype=torch.float64) for g in generators])
+                gumbel = -torch.log(-torch.log(u.clamp_(1e-12, 1.0 - 1e-12)))
+                nxt = (logp + gumbel.to(logp.device, logp.dtype)).argmax(-1)  # a sample of softmax(logp)
             chosen = logp.gather(-1, nxt[:, None]).squeeze(-1)
             for r in (~done).nonzero().flatten().tolist():
                 tokens[r].append(int(nxt[r]))
                 logps[r].append(float(chosen[r]))
             done |= nxt == self.eos_token_id
-            if bool(done.all()):
+            if bool(done.all()) or step == sampling.max_new_tokens - 1:
                 break
             nxt = torch.where(done, torch.full_like(nxt, self.pad_token_id), nxt)
             mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
             pos = (mask.sum(-1, keepdim=True) - 1).clamp(min=0)
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                        past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
+            out, cache = self._forward(model, cache, input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
+                                       logits_to_keep=1)
+            logits = out.logits[:, -1].float()
         return tokens, logps
 
     def _text_logits(self, logits: torch.Tensor) -> torch.Tensor:
@@ -735,12 +871,30 @@ class JanusBackend:
         if full_ids.shape[1] > self.max_positions:
             raise BackendError(f"token_logprobs: {full_ids.shape[1]} tokens exceed max_position_embeddings="
                                f"{self.max_positions}")
-        pixels = self._pixels([im for c in contexts for im in c.images])
+        # a group's G rows share one Context object: encode each distinct context's images once (the encoder's
+        # gradient is then the sum over the rows, as with one copy per row) and repeat the features per row
+        unique: dict[int, int] = {}  # id(context) -> its index among the distinct contexts with images
+        distinct: list[Context] = []
+        for c in contexts:
+            if c.images and id(c) not in unique:
+                unique[id(c)] = len(distinct)
+                distinct.append(c)
+        pixels = self._pixels([im for c in distinct for im in c.images])
         grad = torch.enable_grad() if not reference else torch.no_grad()
-        with grad, self._scoring_model(reference) as model:
+        with grad, self._scoring_model(reference) as model, self._autocast():
+            inputs: dict[str, Any] = {"input_ids": full_ids}
+            if pixels is not None:
+                core = self.janus if model is self._train_wrapper else model  # the Janus module (not a wrapper)
+                per_context = core.model.get_image_features(pixels).pooler_output  # (images, N, h)
+                per_context = per_context.reshape(len(distinct), -1, per_context.shape[-1])
+                rows = torch.tensor([unique[id(c)] for c in contexts if c.images], device=self.device)
+                embeds = core.get_input_embeddings()(full_ids)
+                slots = (full_ids == self.image_token_id).unsqueeze(-1)
+                feats = per_context[rows].reshape(-1, per_context.shape[-1]).to(embeds.dtype)
+                inputs = {"inputs_embeds": embeds.masked_scatter(slots, feats)}
             # only the last t+1 positions are projected to the (large) vocabulary: they predict the completion
-            out = model(input_ids=full_ids, pixel_values=pixels, attention_mask=full_mask,
-                        position_ids=self._positions(full_mask), use_cache=False, logits_to_keep=t + 1)
+            out = model(**inputs, attention_mask=full_mask, position_ids=self._positions(full_mask), use_cache=False,
+                        logits_to_keep=t + 1)
             logits = self._text_logits(out.logits[:, :-1].float())  # (B, T, V)
             logp = logits.gather(-1, comp[..., None]).squeeze(-1) - logits.logsumexp(-1)
         maskf = comp_mask.to(logp.dtype)
@@ -759,7 +913,7 @@ class JanusBackend:
         with self._image_model() as model:
             for start in tqdm(chunks, desc="janus images", unit="batch", leave=False, disable=len(chunks) < 2):
                 batch, batch_seeds = prompts[start:start + bs], seeds[start:start + bs]
-                rows = [self._prompt_ids(str(p)) + [self.boi_token_id] for p in batch]
+                rows = [self._prompt_ids(str(p), understanding=False) + [self.boi_token_id] for p in batch]
                 for i, r in enumerate(rows):
                     self.check_length(len(r) + self.num_image_tokens, f"image prompt {start + i}")
                 ids, mask = self._left_pad(rows)
@@ -769,12 +923,21 @@ class JanusBackend:
                     do_sample=False, num_beams=1, num_return_sequences=1,
                     guidance_scale=1.0,  # guidance is done by the sampler above
                     max_length=ids.shape[1] + self.num_image_tokens, bos_token_id=self.bos_token_id,
-                    pad_token_id=self.pad_token_id, eos_token_id=self.eos_token_id,
+                    pad_token_id=self.image_pad_token_id, eos_token_id=self.eos_token_id,
                     generation_kwargs={"boi_token_id": self.boi_token_id},
                 )
-                tokens = model.generate(input_ids=ids, attention_mask=mask, generation_mode="image",
-                                        generation_config=gen_cfg, logits_processor=LogitsProcessorList([sampler]))
-                out.extend(self.decode_image_tokens(model, tokens))
+                # with float32 master weights the model's .dtype (its first parameter's) is float32, so the static
+                # cache generate() would allocate could not hold the autocast bf16 keys: give it a dynamic one
+                extra = {}
+                if self._autocast_on:
+                    from transformers import DynamicCache
+
+                    extra = {self._cache_kw: DynamicCache()}
+                with self._autocast():
+                    tokens = model.generate(input_ids=ids, attention_mask=mask, generation_mode="image",
+                                            generation_config=gen_cfg,
+                                            logits_processor=LogitsProcessorList([sampler]), **extra)
+                    out.extend(self.decode_image_tokens(model, tokens))
         return out
 
     def decode_image_tokens(self, model: Any, tokens: torch.Tensor) -> list[np.ndarray]:
@@ -813,6 +976,31 @@ class JanusBackend:
         tmp.rename(path)
 
 
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_dtype_for(device: str, dtype: str) -> str:
+    """The dtype ``init --check`` loads in on ``device``: the recipe's, except bf16 on a CPU without native bf16
+    (the host CPUs of many GPU machines), where float32 shows the same model without failing."""
+    if torch.device(device).type == "cpu" and dtype == "bfloat16" and not cpu_supports_bf16():
+        return "float32"
+    return dtype
+
+
+def check_model(model_dir: str | Path, device: str, **options: Any) -> dict[str, Any]:
+    """Load the Janus at ``model_dir`` with ``options`` on ``device`` once and return its summary: what
+    ``init --check`` runs *before* writing anything. bf16 on a CPU without native bf16 loads in float32 instead
+    (the summary says so): the check is about the weights and options, not about this host's CPU."""
+    opts = JanusOptions.from_dict({k: v for k, v in options.items() if k != "device"}, "janus init options")
+    check_dtype = check_dtype_for(device, opts.dtype)
+    summary = JanusBackend.load(model_dir, **{**options, "device": device, "dtype": check_dtype}).describe()
+    if check_dtype != opts.dtype:
+        summary["check_note"] = (f"loaded in {check_dtype} for this check: this CPU has no native {opts.dtype}; "
+                                 f"the checkpoint keeps dtype={opts.dtype} for the GPU run")
+    return summary
+
+
 def write_init_checkpoint(model_dir: str | Path, out: str | Path, **options: Any) -> Path:
     """A seer checkpoint that *points at* a transformers Janus directory (no weights copied) and carries the
     backend options (LoRA, dtype, …), so ``seer train … --model OUT`` starts from it with those options."""
@@ -836,11 +1024,12 @@ TINY_WORDS = (
 
 
 def build_tiny_janus(path: str | Path, seed: int = 0, *, text_layers: int = 2, image_size: int = 32,
-                     patch_size: int = 8) -> Path:
+                     patch_size: int = 8, max_positions: int = 512) -> Path:
     """Write a tiny random transformers-format Janus directory (config, weights, word-level tokenizer with the Janus
     special tokens, image processor): the pattern every backend test copies. ``image_size/patch_size`` squared is the
-    number of image tokens (16 by default); generated images are ``2 * image_size / patch_size`` pixels wide."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    number of image tokens (16 by default; 384/16 gives Janus-Pro's 576, with ``max_positions`` >= 1300 for two
+    images); generated images are ``2 * image_size / patch_size`` pixels wide."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import JanusConfig, JanusForConditionalGeneration, PreTrainedTokenizerFast
     from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
 
@@ -849,11 +1038,14 @@ def build_tiny_janus(path: str | Path, seed: int = 0, *, text_layers: int = 2, i
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     specials = ["<pad>", "<bos>", "<eos>", "<unk>", *SPECIAL_TOKEN_DEFAULTS.values(), "<|User|>", "<|Assistant|>"]
-    vocab_list = specials + list(FORMAT_TAGS) + sorted(set(TINY_WORDS))
+    # the system prompt's words too, so understanding prompts have no unknown tokens
+    vocab_list = specials + list(FORMAT_TAGS) + sorted(set(TINY_WORDS) | set(JANUS_SYSTEM_PROMPT.split()))
     vocab = {w: i for i, w in enumerate(vocab_list)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.add_special_tokens(specials)  # matched before splitting, so "<|User|>:" is two tokens
+    # like Janus's Llama tokenizer, add BOS to encoded text (what transformers' JanusProcessor relies on)
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>",
         extra_special_tokens={
@@ -863,7 +1055,7 @@ def build_tiny_janus(path: str | Path, seed: int = 0, *, text_layers: int = 2, i
     config = JanusConfig(
         text_config=dict(model_type="llama", vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
                          num_hidden_layers=text_layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2),
+                         max_position_embeddings=max_positions, pad_token_id=0, bos_token_id=1, eos_token_id=2),
         vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, image_size=image_size,
                            patch_size=patch_size, projection_dim=32, num_image_tokens=grid * grid, mlp_ratio=2.0),
         vq_config=dict(embed_dim=8, num_embeddings=32, latent_channels=32, base_channels=32, channel_multiplier=[1, 2],
@@ -896,7 +1088,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_init.add_argument("model_dir", help="transformers-format Janus/Janus-Pro directory (e.g. Janus-Pro-1B)")
     p_init.add_argument("out", help="checkpoint directory to write (only backend.json; weights are not copied)")
     p_init.add_argument("--options", help="YAML mapping of JanusOptions (e.g. recipes/janus_pro_1b/backend.yaml)")
-    p_init.add_argument("--check", action="store_true", help="also load the model once and print its summary")
+    p_init.add_argument("--check", action="store_true",
+                        help="load the model once before writing anything and print its summary")
+    p_init.add_argument("--device", default=None,
+                        help="where --check loads the model (default: cuda when present, else cpu)")
     p_tiny = sub.add_parser("tiny", help="write a tiny random Janus directory (for tests and trying the pipeline)")
     p_tiny.add_argument("out")
     p_tiny.add_argument("--seed", type=int, default=0)
@@ -914,10 +1109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise BackendError(f"{args.options}: cannot read options ({e})") from e
                 if not isinstance(opts, dict):
                     raise BackendError(f"{args.options}: expected a mapping of Janus options")
+            opts.pop("device", None)  # where to run is chosen per command (--device), never stored
+            if args.check:  # load first: a failed check leaves no half-made checkpoint directory
+                print(json.dumps(check_model(args.model_dir, args.device or default_device(), **opts), indent=2))
             out = write_init_checkpoint(args.model_dir, args.out, **opts)
             print(f"wrote {out / BACKEND_FILE}")
-            if args.check:
-                print(json.dumps(JanusBackend.load(out, device=opts.get("device", "cpu")).describe(), indent=2))
         elif args.cmd == "tiny":
             print(build_tiny_janus(args.out, args.seed))
         else:

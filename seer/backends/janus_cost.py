@@ -4,17 +4,21 @@ How the numbers are made (nothing here was measured on a GPU):
 
 * **Parameters** are counted exactly by instantiating ``JanusForConditionalGeneration`` on the ``meta`` device from
   the Janus-Pro configs below (the transformers conversions' sizes), split into θ and ϕ as the backend does.
-* **Memory** per GPU = weights (2 bytes/param in bf16) + the reference policy (full fine-tuning re-reads the whole
-  model, LoRA keeps an adapter copy) + the RLMT judge (the stages load it as a second model) + θ's gradient and the
-  two AdamW
-  moments (in θ's dtype, as ``torch.optim.AdamW`` keeps them) + the stages' flat gradient all-reduce buffer (two
-  copies of θ's gradient, multi-GPU only) + activations of one group's scoring pass with gradient checkpointing
-  (every layer's input, one layer's working set of ~34·s·h bytes per sequence [Korthikanti et al. 2022, without the
-  attention-score term since SDPA/flash attention never materialise it], and the float32 logits of the completion
-  positions) or the KV cache of a rollout, whichever is larger.
-* **Time** = compute-bound parts (prefill, scoring forward/backward: 2·N FLOPs per token forward, ×3 with backward,
-  +1 forward for checkpointing) at ``mfu`` of the GPU's bf16 peak, plus memory-bound decoding (text and the 576 image
-  tokens per image) at one weight read (+ KV cache) per step at ``bw_eff`` of the HBM bandwidth.
+* **Memory** per GPU = weights (2 bytes/param in bf16; θ at 4 bytes with ``master_weights: float32``) + the
+  reference policy (full fine-tuning re-reads the whole model in bf16, LoRA keeps an adapter copy) + the RLMT judge
+  (a second model, unless a LoRA judge shares the policy's base: ``share_evaluator_base``) + θ's gradient and the
+  two AdamW moments (in θ's dtype, as ``torch.optim.AdamW`` keeps them) + the stages' flat gradient all-reduce
+  buffer (two copies of θ's gradient, multi-GPU only) + activations of one group's scoring pass with gradient
+  checkpointing (every layer's input, one layer's working set of ~34·s·h bytes per sequence [Korthikanti et al.
+  2022, without the attention-score term since SDPA/flash attention never materialise it], and the float32 logits of
+  the completion positions) or the largest KV cache (rollout, judge or image batch), whichever is larger.
+* **Sequential model calls** (:func:`sequential_calls`) follow the backend's loops: ``generate_text`` prefills each
+  distinct context once and decodes all of a step's rows in one loop (≤ max_new_tokens calls); the judge is one such
+  loop over all G × queries evaluator contexts; images take ``num_image_tokens`` calls per batch of
+  ``image_batch_size`` prompts. ``bench/bench_janus_step.py`` measures the same counts on a tiny Janus.
+* **Time** = compute-bound parts (prefill once per context, scoring forward/backward: 2·N FLOPs per token forward,
+  ×3 with backward, +1 forward for checkpointing) at ``mfu`` of the GPU's bf16 peak, plus memory-bound decoding: each
+  sequential decode call reads the weights once plus its rows' KV cache, at ``bw_eff`` of the HBM bandwidth.
 
 Run ``python -m seer.backends.janus_cost`` for the tables; every assumption is an argument.
 """
@@ -67,10 +71,35 @@ class Setting:
     max_new_tokens: int = 256
     text_prompt_tokens: int = 120  # evaluator / reprompt template + instruction + prompt, without image tokens
     image_batch_size: int = 8
+    groups_per_forward: int = 1  # query groups scored per token_logprobs call in the update (0 = all)
     gpu: str = "a100-40gb"
-    judge_shares_base: bool = False  # True once the RLMT stage loads a LoRA judge with share_base_with
+    judge_shares_base: bool = False  # a LoRA judge loaded on the policy's base (share_evaluator_base: true)
+    master_weights: bool = False  # full fine-tuning with θ in float32 (master_weights: float32)
+    judge_max_new_tokens: int = 256
+    image_tokens: int = 576  # per image (Janus-Pro: 384 px / 16)
     mfu: float = 0.35
     bw_eff: float = 0.6
+
+
+def sequential_calls(s: Setting) -> dict[str, dict[str, object]]:
+    """Language-model calls one process makes per optimizer step, per phase, in the worst case (no row stops
+    early): ``{"sequential_calls": N, "batch_sizes": [...]}``. The update counts forwards (policy + reference per
+    chunk of ``groups_per_forward`` groups; the backward and checkpoint recomputation are inside those calls)."""
+    q, g = math.ceil(s.queries_per_step / s.gpus), s.group_size
+    out: dict[str, dict[str, object]] = {
+        "rollout": {"sequential_calls": s.max_new_tokens, "batch_sizes": sorted({q, q * g})},
+    }
+    if s.stage == "rlmt":
+        prompts = q * (g + 1)  # G reprompt images + the baseline per query
+        full, rest = divmod(prompts, s.image_batch_size)
+        sizes = ({2 * s.image_batch_size} if full else set()) | ({2 * rest} if rest else set())
+        out["images"] = {"sequential_calls": (full + (1 if rest else 0)) * s.image_tokens,
+                         "batch_sizes": sorted(sizes)}
+        out["judge"] = {"sequential_calls": s.judge_max_new_tokens, "batch_sizes": [q * g]}
+    chunks = math.ceil(q / s.groups_per_forward) if s.groups_per_forward else 1
+    rows = g * (s.groups_per_forward or q)
+    out["update"] = {"sequential_calls": 2 * chunks, "batch_sizes": sorted({min(rows, q * g)})}
+    return out
 
 
 def estimate(s: Setting) -> dict[str, float]:
@@ -87,18 +116,18 @@ def estimate(s: Setting) -> dict[str, float]:
         theta_bytes = 4  # peft keeps adapters in float32
     else:
         n_theta = n_llm + n_vis  # the RLMT policy starts from the RLVR checkpoint, whose θ includes the encoder
-        theta_bytes = 2
+        theta_bytes = 4 if s.master_weights else 2
     peak, bw, gpu_gb = GPUS[s.gpu]
     gb = 1e9
 
-    img_tokens = 578  # BOI + 576 + EOI
+    img_tokens = s.image_tokens + 2  # BOI + 576 + EOI
     n_img = 2 if s.stage == "rlvr" else 0
     prompt = s.text_prompt_tokens + n_img * img_tokens
     seq = prompt + s.max_new_tokens
     g = s.group_size
     q_local = math.ceil(s.queries_per_step / s.gpus)
 
-    weights = n_total * 2
+    weights = n_total * 2 + (0 if s.lora_rank else n_theta * (theta_bytes - 2))  # float32 master θ: +2 B/param
     reference = n_theta * theta_bytes if s.lora_rank else n_total * 2
     # the stages load the RLMT judge as its own model; a LoRA judge can share the policy's base (share_base_with)
     judge = 0 if s.stage == "rlvr" or (s.lora_rank and s.judge_shares_base) else n_total * 2
@@ -107,25 +136,32 @@ def estimate(s: Setting) -> dict[str, float]:
     act_llm = layers * g * seq * h * 2 + 34 * g * seq * h + 3 * g * (s.max_new_tokens + 1) * vocab * 4
     act_vis = (24 * g * n_img * 576 * 1024 * 2 + 34 * g * n_img * 576 * 1024) if s.stage == "rlvr" else 0
     kv_per_token = 2 * layers * h * 2
-    kv_text = g * seq * kv_per_token
-    kv_image = 2 * s.image_batch_size * (s.text_prompt_tokens + img_tokens) * kv_per_token if s.stage == "rlmt" else 0
-    transient = max(act_llm + act_vis, kv_text, kv_image)
+    kv_text = q_local * g * seq * kv_per_token  # one decode loop holds every row of the step
+    judge_seq = s.text_prompt_tokens + 2 * img_tokens + s.judge_max_new_tokens
+    kv_judge = q_local * g * judge_seq * kv_per_token if s.stage == "rlmt" else 0
+    kv_image = (2 * s.image_batch_size * (s.text_prompt_tokens + img_tokens) * kv_per_token
+                if s.stage == "rlmt" else 0)
+    transient = max(act_llm + act_vis, kv_text, kv_judge, kv_image)
     memory = weights + reference + judge + optim + allreduce + transient
 
     # time per optimizer step on one GPU's share of the queries
+    calls = sequential_calls(s)
     flops_fwd_tok = 2 * n_llm
-    vis_fwd = 2 * n_vis * 576 * n_img  # per sequence (the sampler encodes each copy's images)
-    prefill = q_local * g * (prompt * flops_fwd_tok + vis_fwd)
-    scoring = q_local * g * (seq * flops_fwd_tok + vis_fwd) * (3 + 1 + 1)  # fwd+bwd, recompute, reference fwd
+    vis_fwd = 2 * n_vis * s.image_tokens * n_img  # per context: its images are encoded once
+    prefill = q_local * (prompt * flops_fwd_tok + vis_fwd)  # one prefill per context, shared by its G rows
+    # fwd+bwd, recompute, reference fwd; a group's images are encoded once for its G rows
+    scoring = q_local * (g * seq * flops_fwd_tok + vis_fwd) * (3 + 1 + 1)
     compute_s = (prefill + scoring) / (peak * s.mfu)
-    step_read = n_llm * 2 / (bw * s.bw_eff)  # one weight read per decode step
-    decode_s = q_local * s.max_new_tokens * (step_read + g * seq * kv_per_token / (bw * s.bw_eff))
+    step_read = n_llm * 2 / (bw * s.bw_eff)  # one weight read per sequential decode call
+    rows = q_local * g
+    decode_s = calls["rollout"]["sequential_calls"] * (step_read + rows * seq * kv_per_token / (bw * s.bw_eff))
     image_s = judge_s = 0.0
-    if s.stage == "rlmt":  # G reprompt images + the baseline, 576 guided steps each batch; the judge reads 2 images
-        batches = math.ceil((g + 1) / s.image_batch_size)
-        image_s = q_local * batches * 576 * step_read
-        judge_prefill = q_local * g * ((s.text_prompt_tokens + 2 * img_tokens) * flops_fwd_tok + 2 * n_vis * 1152)
-        judge_s = judge_prefill / (peak * s.mfu) + q_local * s.max_new_tokens * step_read
+    if s.stage == "rlmt":  # 576 guided steps per image batch; the judge reads 2 images per context, once
+        image_kv = 2 * s.image_batch_size * (s.text_prompt_tokens + img_tokens) * kv_per_token / (bw * s.bw_eff)
+        image_s = calls["images"]["sequential_calls"] * (step_read + image_kv)
+        judge_prefill = rows * ((s.text_prompt_tokens + 2 * img_tokens) * flops_fwd_tok + 2 * n_vis * 2 * 576)
+        judge_s = judge_prefill / (peak * s.mfu) + calls["judge"]["sequential_calls"] * (
+            step_read + rows * judge_seq * kv_per_token / (bw * s.bw_eff))
     step_s = compute_s + decode_s + image_s + judge_s
     return {
         "params_total_B": n_total / gb, "theta_trainable_M": n_theta / 1e6, "phi_frozen_M": n_phi / 1e6,
@@ -134,6 +170,7 @@ def estimate(s: Setting) -> dict[str, float]:
         "mem_activations_or_kv_GB": transient / gb, "mem_total_GB": memory / gb, "gpu_GB": gpu_gb,
         "time_compute_s": compute_s, "time_text_decode_s": decode_s, "time_images_s": image_s,
         "time_judge_s": judge_s, "time_step_s": step_s,
+        "sequential_calls": sum(int(c["sequential_calls"]) for c in calls.values()),
     }
 
 
@@ -149,16 +186,21 @@ def table(settings: list[tuple[str, Setting]]) -> str:
 
 def recipe_settings() -> list[tuple[str, Setting]]:
     """The settings of the shipped recipes (recipes/janus_pro_1b, recipes/janus_pro_7b)."""
+    one_b = {"master_weights": True, "image_batch_size": 9, "groups_per_forward": 1}
+    seven_b = {"image_batch_size": 9, "groups_per_forward": 1}
     return [
-        ("1B full, RLVR, 1xA100-40GB", Setting("1b", "rlvr")),
-        ("1B full, RLMT, 1xA100-40GB", Setting("1b", "rlmt")),
-        ("1B full, RLVR, 2xA100-40GB", Setting("1b", "rlvr", gpus=2)),
-        ("1B full, RLMT, 2xA100-40GB", Setting("1b", "rlmt", gpus=2)),
-        ("7B LoRA r64, RLVR, 1xA100-80GB", Setting("7b", "rlvr", lora_rank=64, gpu="a100-80gb")),
-        ("7B LoRA r64, RLMT, 1xA100-80GB", Setting("7b", "rlmt", lora_rank=64, gpu="a100-80gb")),
-        ("7B LoRA r64, RLVR, 2xA100-40GB", Setting("7b", "rlvr", lora_rank=64, gpus=2)),
-        ("7B LoRA r64, RLMT, 2xA100-40GB", Setting("7b", "rlmt", lora_rank=64, gpus=2)),
-        ("7B full, RLVR, 8xA100-80GB (replicated)", Setting("7b", "rlvr", gpus=8, gpu="a100-80gb")),
+        ("1B full fp32-master, RLVR, 1xA100-40GB", Setting("1b", "rlvr", **one_b)),
+        ("1B full fp32-master, RLMT, 1xA100-40GB", Setting("1b", "rlmt", **one_b)),
+        ("1B full fp32-master, RLVR, 1xA100-80GB", Setting("1b", "rlvr", gpu="a100-80gb", **one_b)),
+        ("1B full fp32-master, RLMT, 1xA100-80GB", Setting("1b", "rlmt", gpu="a100-80gb", **one_b)),
+        ("1B full fp32-master, RLVR, 2xA100-80GB", Setting("1b", "rlvr", gpus=2, gpu="a100-80gb", **one_b)),
+        ("1B full fp32-master, RLMT, 2xA100-80GB", Setting("1b", "rlmt", gpus=2, gpu="a100-80gb", **one_b)),
+        ("7B LoRA r64, RLVR, 1xA100-80GB", Setting("7b", "rlvr", lora_rank=64, gpu="a100-80gb", **seven_b)),
+        ("7B LoRA r64 shared judge, RLMT, 1xA100-80GB", Setting("7b", "rlmt", lora_rank=64, gpu="a100-80gb",
+                                                                judge_shares_base=True, **seven_b)),
+        ("7B LoRA r64, RLVR, 2xA100-40GB", Setting("7b", "rlvr", lora_rank=64, gpus=2, **seven_b)),
+        ("7B LoRA r64 shared judge, RLMT, 2xA100-40GB", Setting("7b", "rlmt", lora_rank=64, gpus=2,
+                                                                judge_shares_base=True, **seven_b)),
     ]
 
 
@@ -172,12 +214,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpus", type=int, default=1)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--gpu", choices=sorted(GPUS), default="a100-40gb")
+    p.add_argument("--master-weights", action="store_true", help="full fine-tuning with θ in float32")
+    p.add_argument("--judge-shares-base", action="store_true", help="LoRA judge on the policy's base (RLMT)")
+    p.add_argument("--judge-max-new-tokens", type=int, default=256)
+    p.add_argument("--image-batch-size", type=int, default=9)
+    p.add_argument("--groups-per-forward", type=int, default=1)
     args = p.parse_args(argv)
     if args.size is None:
         print(table(recipe_settings()))
         return 0
-    s = Setting(args.size, args.stage, args.lora_rank, args.group_size, args.queries_per_step, args.gpus,
-                args.max_new_tokens, gpu=args.gpu)
+    s = Setting(args.size, args.stage, lora_rank=args.lora_rank, group_size=args.group_size,
+                queries_per_step=args.queries_per_step, gpus=args.gpus, max_new_tokens=args.max_new_tokens,
+                gpu=args.gpu, master_weights=args.master_weights, judge_shares_base=args.judge_shares_base,
+                judge_max_new_tokens=args.judge_max_new_tokens, image_batch_size=args.image_batch_size,
+                groups_per_forward=args.groups_per_forward)
     print(table([(f"{args.size} {args.stage}", s)]))
     return 0
 

@@ -90,19 +90,33 @@ class Dist:
         return self.rank == 0
 
     def sum_grads(self, params: list[torch.nn.Parameter]) -> None:
-        """All-reduce (sum) the gradients of ``params`` in one flat buffer."""
+        """All-reduce (sum) the gradients of ``params`` in one flat buffer. A parameter no process has a gradient
+        for (e.g. Janus's image encoder under text-only RLMT) is left out and keeps ``grad = None`` everywhere, so it
+        costs no traffic and AdamW keeps no state for it; which ones is agreed by a first, tiny all-reduce."""
         if self.world == 1:
             return
         import torch.distributed as dist
 
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=self._device())
+        dist.all_reduce(has, op=dist.ReduceOp.MAX)
+        used = [p for p, h in zip(params, has.tolist(), strict=True) if h]
+        if not used:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in used]
         flat = torch.cat([g.reshape(-1) for g in grads])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         offset = 0
-        for p in params:
+        for p in used:
             n = p.numel()
             p.grad = flat[offset : offset + n].view_as(p).clone()
             offset += n
+
+    @staticmethod
+    def _device() -> str:
+        import torch.distributed as dist
+
+        # NCCL reduces only CUDA tensors; gloo takes CPU ones
+        return f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
 
     def sum_dict(self, sums: dict[str, float]) -> dict[str, float]:
         """Sum a dict of floats over processes (every process must pass the same keys)."""
@@ -111,9 +125,7 @@ class Dist:
         import torch.distributed as dist
 
         keys = sorted(sums)
-        # NCCL reduces only CUDA tensors; gloo takes CPU ones
-        device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
-        t = torch.tensor([float(sums[k]) for k in keys], dtype=torch.float64, device=device)
+        t = torch.tensor([float(sums[k]) for k in keys], dtype=torch.float64, device=self._device())
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return dict(zip(keys, t.cpu().tolist(), strict=True))
 
