@@ -141,7 +141,8 @@ def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
 
     cfg = PretrainConfig(out=str(tmp_path / "wb"), steps=5, minutes=5, batch=4, hidden=32, layers=1, heads=2,
                          oracle_steps=2, codebook_images=50, checkpoint_every=2, warmup=1, warm_steps=1,
-                         detail_steps=1, paint_steps=1, follow_steps=1, evaluator_steps=1, evaluator_prior="balanced")
+                         detail_steps=1, paint_steps=1, follow_steps=1, evaluator_steps=1, evaluator_prior="balanced",
+                         vision=False)
     meta = pretrain(cfg)
     assert meta["steps_done"] == 5
     # one step of each warm phase, the last of the evaluator prior's own kind
@@ -149,6 +150,7 @@ def test_pretrain_few_steps_logs_checkpoints_and_resumes(tmp_path):
     assert (tmp_path / "wb" / "ckpt.pt").is_file()
     backend, oracle, _ = load_base(tmp_path / "wb")
     assert len(backend.generate_images(["a cat"], [0])) == 1
+    assert backend.vision is None and not (tmp_path / "wb" / "umm" / "aligner.safetensors").exists()
     with pytest.raises(ValueError, match="evaluator_prior"):
         PretrainConfig(evaluator_prior="coin")
     with pytest.raises(ValueError, match="evaluator_steps"):
@@ -237,3 +239,29 @@ def test_build_data_small_is_deterministic_and_splits_are_disjoint(tmp_path):
     if outs[0]["test_quadruplets"]:
         assert all(x.split == "test" for x in load_quadruplets(d / "quadruplets_test.jsonl"))
     assert (d / "samples_test.jsonl").read_text() == (tmp_path / "d1" / "samples_test.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_pretrain_v2_trains_the_aligner_and_code_rows_is_deterministic_and_resumes(tmp_path):
+    from seer.world.pretrain import PretrainConfig, pretrain
+    from seer.world.vision import ENCODER_FILE
+
+    def cfg(name, steps, resume=False):
+        return PretrainConfig(out=str(tmp_path / name), steps=steps, minutes=5, batch=4, hidden=32, layers=1, heads=2,
+                              oracle_steps=2, codebook_images=50, checkpoint_every=2, warmup=1, encoder_steps=2,
+                              encoder_pool=16, resume=resume)
+
+    a = pretrain(cfg("a", 4))
+    b = pretrain(cfg("b", 4))
+    assert a["final_loss_by_kind"] == b["final_loss_by_kind"]  # the same seed, the same first steps
+    assert (tmp_path / "a" / "vision" / ENCODER_FILE).is_file() and (tmp_path / "a" / "vision" / "probe.json").is_file()
+    backend, _, _ = load_base(tmp_path / "a")
+    assert backend.vision is not None
+    enc0 = {k: v.clone() for k, v in backend.vision.encoder.state_dict().items()}
+    resumed = pretrain(cfg("a", 6, resume=True))  # the encoder is loaded, not retrained
+    assert resumed["steps_done"] == 6
+    backend2, _, _ = load_base(tmp_path / "a")
+    assert all(torch.equal(enc0[k], v) for k, v in backend2.vision.encoder.state_dict().items())
+    ctx = [backend.encode_context("<image> describe the image .".replace("<image>", " "))]
+    assert ctx  # the v2 vocabulary holds the judgement words
+    assert "follow" in backend.tokenizer.get_vocab()

@@ -75,7 +75,16 @@ class VisionEncoder(nn.Module):
         self.cfg = cfg
         d = cfg.dim
         self.stem = nn.Sequential(nn.Linear(cfg.patch_dim, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+        if round(cfg.cells ** 0.5) ** 2 != cfg.cells:
+            raise ValueError(f"cells: expected a square grid of patches, got {cfg.cells}")
         self.pos = nn.Parameter(torch.zeros(cfg.cells, d))
+        # the subject is a shape anywhere on the grid: 3x3 convs over the cells and a global pool read it translation
+        # invariantly (as the oracle does); without them a 2-layer transformer left the subject at chance (probe 0.08
+        # after 800 steps) while reading every local attribute at 97-100%
+        self.side = int(round(cfg.cells ** 0.5))
+        self.shape = nn.Sequential(nn.Conv2d(d, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, d, 3, padding=1), nn.GELU(),
+                                   nn.Conv2d(d, d, 3, padding=1), nn.GELU())
+        self.pool = nn.Linear(2 * d, d)
         layer = nn.TransformerEncoderLayer(d, cfg.heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
@@ -89,8 +98,11 @@ class VisionEncoder(nn.Module):
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """(N, 64, 48) → (N, 64, dim): every cell's feature carries its own content and the whole image's."""
-        h = self.patch_features(patches) + self.pos
-        return self.norm(self.blocks(h))
+        stem = self.patch_features(patches)  # (N, P, d)
+        n, p, d = stem.shape
+        g = self.shape(stem.transpose(1, 2).reshape(n, d, self.side, self.side)).flatten(2)  # (N, d, P)
+        g = self.pool(torch.cat([g.amax(-1), g.mean(-1)], -1))  # (N, d): the whole image
+        return self.norm(self.blocks(stem + self.pos + g[:, None]))
 
     def encode_images(self, images) -> torch.Tensor:
         return self(image_patches(images))
