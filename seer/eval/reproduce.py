@@ -165,11 +165,11 @@ def step_data(rep: Reproduction) -> dict[str, Any]:
 
 def _stage_flags(rep: Reproduction, run_dir: Path) -> dict[str, Any]:
     """Common stage keys; an interrupted stage resumes from its own checkpoint, a half-created one restarts."""
-    from seer.run import STATE_DIR
+    from seer.run import find_checkpoints
 
     flags: dict[str, Any] = {"name": RUN_NAME, "output_dir": str(rep.runs_dir), "seed": rep.seed,
                              **rep.protocol.stage_overrides}
-    if (run_dir / STATE_DIR).is_dir():
+    if find_checkpoints(run_dir):  # state/, or an older state.N when a kill fell between two renames
         flags["resume"] = True
     elif run_dir.exists():
         flags["overwrite"] = True

@@ -106,14 +106,13 @@ def _open(args: argparse.Namespace) -> Any:
 def run_templates(model: str | Path) -> Any:
     """The templates a model was trained with: from the ``config.yaml`` of its run (``--model runs/x/rlmt`` or
     ``runs/x/rlmt/model``), else the defaults."""
-    import yaml
-
+    from seer.config import load_yaml
     from seer.prompts import DEFAULT_TEMPLATES, Templates
 
     model = Path(model)
     for config in (model / "config.yaml", model.parent / "config.yaml"):
         if config.is_file():
-            block = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("templates")
+            block = (load_yaml(config, UserError) or {}).get("templates")
             if isinstance(block, dict):
                 try:
                     return Templates(**block)
