@@ -252,3 +252,73 @@ def test_rlmt_resume_refuses_a_changed_samples_file(data):
             "--evaluator", str(data["judge"]), "--samples", str(data["samples"]), "--output_dir", str(data["runs"]),
             "--group_size", "4", "--queries_per_step", "3", "--epochs", "2", "--tensorboard", "false",
             "--resume"]))
+
+
+# -- 2. build-data and reproduce write only into a folder of their own, atomically --------------------------------
+def _fake_build(monkeypatch, die_after=None):
+    """build-data's writer without the world model: a few files, or a kill midway."""
+    from seer.world import build_data as B
+
+    def fake(cfg, out):
+        for i in range(3):
+            (out / f"samples{i}.jsonl").write_text(f"new {i}\n")
+            if die_after is not None and i == die_after:
+                raise KeyboardInterrupt
+        manifest = {"config": {"out": cfg.out}, "train_kept": 3, "world_fingerprint": "f"}
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        return manifest
+
+    monkeypatch.setattr(B, "_build_into", fake)
+    return B
+
+
+def test_build_data_refuses_a_folder_it_did_not_create(tmp_path, monkeypatch, capsys):
+    B = _fake_build(monkeypatch)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    assert main(["world", "build-data", "--out", str(mine)]) == 2
+    assert "not written by seer world build-data" in capsys.readouterr().err
+    assert snapshot(mine) == {"thesis.tex": b"years of work"}
+    B.build_data(B.BuildConfig(out=str(tmp_path / "new")))  # a new folder, then its own output, are accepted
+    B.build_data(B.BuildConfig(out=str(tmp_path / "new")))
+    assert "replaced the earlier data set" in capsys.readouterr().err
+
+
+def test_build_data_killed_midway_leaves_the_old_data_set_whole(tmp_path, monkeypatch):
+    B = _fake_build(monkeypatch)
+    out = tmp_path / "data"
+    B.build_data(B.BuildConfig(out=str(out)))
+    (out / "samples0.jsonl").write_text("old 0\n")
+    before = snapshot(out)
+    _fake_build(monkeypatch, die_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        B.build_data(B.BuildConfig(out=str(out)))
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no staging folder left
+
+
+def test_reproduce_refuses_an_out_folder_it_did_not_create(tmp_path, monkeypatch, capsys):
+    from seer.eval import reproduce as R
+
+    monkeypatch.setattr(R, "STEPS", (("a", lambda rep: {}),))
+    monkeypatch.setattr(R, "build_report", lambda rep: {"meta": {"steps": rep.steps}})
+    out = tmp_path / "rep"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "samples.jsonl").write_text("mine\n")
+    for flags in ([], ["--resume"], ["--overwrite"]):
+        assert main(["reproduce", "--quick", "--out", str(out), *flags]) == 2
+        assert "not written by seer reproduce" in capsys.readouterr().err
+    assert snapshot(out) == {"data/samples.jsonl": b"mine\n"}
+
+
+def test_reproduce_resume_names_the_setting_that_differs(tmp_path, monkeypatch, capsys):
+    from seer.eval import reproduce as R
+
+    monkeypatch.setattr(R, "STEPS", (("a", lambda rep: {}),))
+    monkeypatch.setattr(R, "build_report", lambda rep: {"meta": {"steps": rep.steps}})
+    out = tmp_path / "rep"
+    assert main(["reproduce", "--quick", "--out", str(out), "--seed", "1"]) == 0
+    assert main(["reproduce", "--quick", "--out", str(out), "--seed", "2", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "seed: 1 when started, 2 now" in err and "protocol" not in err
