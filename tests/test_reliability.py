@@ -322,3 +322,70 @@ def test_reproduce_resume_names_the_setting_that_differs(tmp_path, monkeypatch, 
     assert main(["reproduce", "--quick", "--out", str(out), "--seed", "2", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "seed: 1 when started, 2 now" in err and "protocol" not in err
+
+
+# -- 7. devices, output paths, SIGTERM ----------------------------------------------------------------------------
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without CUDA (or no GPU)")
+def test_device_cuda_without_cuda_is_a_clear_error(data, capsys):
+    assert main(["train", "rlvr", *rlvr_flags(data, name="d"), "--device", "cuda"]) == 2
+    assert "device 'cuda':" in capsys.readouterr().err and not data["runs"].exists()
+    assert main(["generate", "--model", str(data["base"]), "--prompt", "a cat", "--out",
+                 str(data["runs"].parent / "x.png"), "--device", "cuda"]) == 2
+    assert "--device 'cuda': " in capsys.readouterr().err
+
+
+def test_reprompt_images_a_folder_is_a_clear_error(data, tmp_path, capsys):
+    assert main(["reprompt", "--model", str(data["judge"]), "--instruction", "make it glow", "--prompt", "a cat",
+                 "--images", str(tmp_path)]) == 2
+    assert f"--images {tmp_path}: is a folder" in capsys.readouterr().err
+    assert main(["generate", "--model", str(data["base"]), "--prompt", "a cat", "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path}: is a folder" in capsys.readouterr().err
+
+
+def test_an_unexpected_os_error_is_one_line_and_debug_shows_the_traceback(data, tmp_path, capsys, monkeypatch):
+    from seer.stages import cli as stages_cli
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x.png"))
+
+    monkeypatch.setattr(stages_cli, "_open", denied)
+    assert main(["generate", "--model", str(data["base"]), "--prompt", "a", "--out", str(tmp_path / "x.png")]) == 2
+    assert "seer: error: [Errno 13] Permission denied" in capsys.readouterr().err
+    with pytest.raises(PermissionError):
+        main(["--debug", "generate", "--model", str(data["base"]), "--prompt", "a", "--out", str(tmp_path / "x")])
+
+
+def test_sigterm_is_handled_like_sigint(data, capsys, monkeypatch):
+    import signal
+
+    original = rlvr.rollouts
+    calls = {"n": 0}
+
+    def killed_at_step_3(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(*a, **k)
+
+    monkeypatch.setattr(rlvr, "rollouts", killed_at_step_3)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["train", "rlvr", *rlvr_flags(data, name="t", save_every=2)]) == 143
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before
+    run = data["runs"] / "t" / "rlvr"
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no temporary folder left
+    monkeypatch.setattr(rlvr, "rollouts", original)
+    assert main(["train", "rlvr", *rlvr_flags(data, name="t", save_every=2), "--resume"]) == 0
+
+
+# -- 8. the evaluator must be an RLVR run ---------------------------------------------------------------------------
+def test_rlmt_refuses_an_evaluator_that_is_not_an_rlvr_run(data, capsys):
+    flags = ["--samples", str(data["samples"]), "--output_dir", str(data["runs"]), "--group_size", "4",
+             "--tensorboard", "false", "--max_steps", "1"]
+    assert main(["train", "rlmt", "--evaluator", str(data["base"]), *flags]) == 2  # the untrained base
+    assert "not a run of `seer train rlvr`" in capsys.readouterr().err
+    assert main(["train", "rlmt", "--evaluator", str(data["judge"]), "--name", "p", *flags]) == 0
+    assert main(["train", "rlmt", "--evaluator", str(data["runs"] / "p" / "rlmt"), "--name", "q", *flags]) == 2
+    assert "an RLMT run" in capsys.readouterr().err
+    rlvr.train(rlvr_cfg(data, name="e", max_steps=1))
+    assert main(["train", "rlmt", "--evaluator", str(data["runs"] / "e" / "rlvr"), "--name", "q", *flags]) == 0

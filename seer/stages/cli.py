@@ -78,7 +78,10 @@ def _train(stage: str, tokens: list[str]) -> int:
         return 0
     config_path, rest, i = None, [], 0
     while i < len(tokens):
-        if tokens[i] == "--config":
+        if tokens[i] == "--debug":  # how to report errors, not a config key (seer.cli reads it)
+            os.environ["SEER_DEBUG"] = "1"
+            i += 1
+        elif tokens[i] == "--config":
             if i + 1 >= len(tokens):
                 raise UserError("--config needs a recipe path")
             config_path, i = tokens[i + 1], i + 2
@@ -131,6 +134,18 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 2) -> np.ndarra
     return np.concatenate([pad(left), np.full((h, gap, 3), 255, np.uint8), pad(right)], axis=1)
 
 
+def _check_out_file(path: str, flag: str) -> None:
+    """An output PNG path that can be written: checked before the model is loaded, not after the work is done."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; expected the path of a PNG file to write")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag} {path}: {parent} is a file, not a folder")
+            break
+
+
 def _reprompt(args: argparse.Namespace) -> int:
     from seer.backends.base import Context, SamplingParams
     from seer.data import naive_concat, save_image
@@ -138,6 +153,8 @@ def _reprompt(args: argparse.Namespace) -> int:
 
     if not args.instruction.strip() or not args.prompt.strip():
         raise UserError("--instruction and --prompt must be non-empty")
+    if args.images:
+        _check_out_file(args.images, "--images")
     backend = _open(args)
     context = Context(run_templates(args.model).reprompt_text(args.instruction, args.prompt))
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
@@ -163,6 +180,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     if not args.prompt.strip():
         raise UserError("--prompt must be non-empty")
+    _check_out_file(args.out, "--out")
     backend = _open(args)
     image = backend.generate_images([args.prompt], [args.seed])[0]
     save_image(args.out, image)
