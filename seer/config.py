@@ -240,7 +240,8 @@ _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
 def coerce(key: str, value: Any, tp: Any, source: str) -> Any:
     """Convert ``value`` (from YAML, or a string from a flag) to ``tp``; a mismatch raises naming everything."""
-    bad = ConfigError(f"{source}: key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    bad = ConfigError(f"{source}: key {key!r} expects {_type_name(tp)}, got {shown} ({type(value).__name__})")
     if _is_optional(tp):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~")):
             return None
@@ -256,18 +257,25 @@ def coerce(key: str, value: Any, tp: Any, source: str) -> Any:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, int):
-            return value
-        if isinstance(value, str):
+            out = value
+        elif isinstance(value, str):
             try:
-                return int(value)
+                out = int(value)
             except ValueError:
                 raise bad from None
-        raise bad
+        else:
+            raise bad
+        if not -(2**63) <= out < 2**63:  # no setting needs more, and torch/numpy/SQLite overflow past it
+            raise ConfigError(f"{source}: key {key!r} expects an int between -2^63 and 2^63, got {shown}")
+        return out
     if tp is float:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, (int, float)):
-            out = float(value)
+            try:
+                out = float(value)
+            except OverflowError:  # an int past 1.8e308
+                out = math.inf
         elif isinstance(value, str):
             try:
                 out = float(value)  # YAML reads 1e-4 as a string
@@ -276,7 +284,7 @@ def coerce(key: str, value: Any, tp: Any, source: str) -> Any:
         else:
             raise bad
         if not math.isfinite(out):  # float("nan") and YAML's .inf parse, but no setting means them
-            raise ConfigError(f"{source}: key {key!r} expects a finite float, got {value!r}")
+            raise ConfigError(f"{source}: key {key!r} expects a finite float, got {shown}")
         return out
     if tp is str:
         if isinstance(value, str):
@@ -417,6 +425,15 @@ def load_config(cls: type, path: str | Path | None = None, flags: dict[str, Any]
         return cls(**kwargs)
     except TypeError as e:  # cannot happen for known keys; kept so a bad caller gets a clear message
         raise ConfigError(str(e)) from e
+    except ConfigError as e:
+        # a range check names its key first ("temperature must be > 0"): say where that value came from
+        msg = str(e)
+        key = msg.split(" ", 1)[0]
+        if key in values:
+            raise ConfigError(f"{values[key][1]}: {msg}") from None
+        if path is not None:
+            raise ConfigError(f"{path}: {msg}") from None
+        raise
 
 
 # how to run, not what: left out of config.yaml
