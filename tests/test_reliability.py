@@ -389,3 +389,41 @@ def test_rlmt_refuses_an_evaluator_that_is_not_an_rlvr_run(data, capsys):
     assert "an RLMT run" in capsys.readouterr().err
     rlvr.train(rlvr_cfg(data, name="e", max_steps=1))
     assert main(["train", "rlmt", "--evaluator", str(data["runs"] / "e" / "rlvr"), "--name", "q", *flags]) == 0
+
+
+# -- 15. words the model cannot read --------------------------------------------------------------------------------
+class _WordModel:
+    """A word-level tokenizer's interface (encode_context, unk_id), as the world model has."""
+
+    kind, unk_id = "fake", 1
+    known = {"make", "it", "look", "scary", ",", "yet", "undeniably", "cute", "a", "cat"}
+
+    def encode_context(self, context, where="context"):
+        return [0] + [2 if w in self.known else self.unk_id for w in context.text.split()] + [3]
+
+
+def test_reprompt_refuses_words_outside_the_vocabulary(data, monkeypatch, capsys):
+    from seer.stages import cli as stages_cli
+
+    monkeypatch.setattr(stages_cli, "_open", lambda args: _WordModel())
+    argv = ["reprompt", "--model", str(data["judge"]), "--instruction", "make it look scary , yet undeniably cute"]
+    assert main([*argv, "--prompt", "a lamp"]) == 2
+    err = capsys.readouterr().err
+    assert "--prompt has 'lamp'" in err and "--instruction has" not in err
+    assert main(["generate", "--model", str(data["base"]), "--prompt", "a lamp", "--out",
+                 str(data["runs"].parent / "x.png")]) == 2
+    assert "'lamp'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_readme_example_on_the_world_model(tmp_path, capsys):
+    import seer.world as world
+
+    model = str(world.base_dir() / "umm")
+    instruction = "make it look scary , yet undeniably cute"
+    assert main(["reprompt", "--model", model, "--instruction", instruction, "--prompt", "a lamp"]) == 2
+    err = capsys.readouterr().err
+    assert "--prompt has 'lamp'" in err and "tokenizer.json" in err and "cat, dog" in err
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert f'--instruction "{instruction}" --prompt "a cat"' in readme
+    assert main(["reprompt", "--model", model, "--instruction", instruction, "--prompt", "a cat"]) in (0, 1)

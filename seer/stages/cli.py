@@ -146,6 +146,45 @@ def _check_out_file(path: str, flag: str) -> None:
             break
 
 
+def unknown_words(backend: Any, text: str) -> list[str]:
+    """The words of ``text`` the backend's tokenizer maps to ``<unk>`` (a word-level vocabulary: the world model);
+    [] for a backend without one (BPE tokenizers spell out any word)."""
+    encode, unk = getattr(backend, "encode_context", None), getattr(backend, "unk_id", None)
+    if encode is None or unk is None:
+        return []
+    from seer.backends.base import Context
+
+    out = []
+    for word in dict.fromkeys(text.split()):
+        if unk in encode(Context(word)):
+            out.append(word)
+    return out
+
+
+def check_vocabulary(backend: Any, args: argparse.Namespace, **texts: str) -> None:
+    """Refuse words the model cannot read: it would see ``<unk>`` and answer about something else, silently."""
+    bad = {flag: words for flag, text in texts.items() if (words := unknown_words(backend, text))}
+    if not bad:
+        return
+    from seer.config import resolve_checkpoint
+
+    listed = "its tokenizer"
+    try:
+        ckpt = Path(args.model) if args.backend else resolve_checkpoint(args.model, "--model")
+        if (ckpt / "tokenizer.json").is_file():
+            listed = f"the vocabulary in {ckpt / 'tokenizer.json'}"
+    except UserError:
+        pass
+    said = "; ".join(f"--{flag} has {', '.join(map(repr, words))}" for flag, words in bad.items())
+    world = ""
+    if getattr(backend, "kind", None) == "token_umm":
+        from seer.world.render import SUBJECTS
+
+        world = f"; the world model draws {len(SUBJECTS)} subjects: {', '.join(SUBJECTS)}"
+    raise UserError(f"words the model does not know (it would read each as <unk>): {said}; use words from "
+                    f"{listed}{world}")
+
+
 def _reprompt(args: argparse.Namespace) -> int:
     from seer.backends.base import Context, SamplingParams
     from seer.data import naive_concat, save_image
@@ -156,6 +195,7 @@ def _reprompt(args: argparse.Namespace) -> int:
     if args.images:
         _check_out_file(args.images, "--images")
     backend = _open(args)
+    check_vocabulary(backend, args, instruction=args.instruction, prompt=args.prompt)
     context = Context(run_templates(args.model).reprompt_text(args.instruction, args.prompt))
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               greedy=not args.sample)
@@ -182,6 +222,7 @@ def _generate(args: argparse.Namespace) -> int:
         raise UserError("--prompt must be non-empty")
     _check_out_file(args.out, "--out")
     backend = _open(args)
+    check_vocabulary(backend, args, prompt=args.prompt)
     image = backend.generate_images([args.prompt], [args.seed])[0]
     save_image(args.out, image)
     print(f"wrote {args.out} ({image.shape[1]}x{image.shape[0]})")
