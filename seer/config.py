@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from seer.backends.base import BACKEND_FILE, BackendError, check_device
+from seer.backends.base import BACKEND_FILE
 from seer.cli import UserError
 from seer.prompts import Templates
 
@@ -90,10 +90,6 @@ class StageConfig:
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{f.name} must be a finite number, got {v}")
-        try:
-            check_device(self.device, "device")
-        except BackendError as e:
-            raise ConfigError(str(e)) from e
         positive = ("group_size", "queries_per_step", "max_new_tokens", "log_every", "sample_every", "save_every",
                     "keep_checkpoints")
         for key in positive:

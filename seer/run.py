@@ -161,10 +161,17 @@ def recover_interrupted_overwrite(run_dir: Path) -> None:
 
 
 def check_run_dir(cfg: Any) -> None:
-    """Refuse to clobber a run: an existing run dir needs ``--resume`` or ``--overwrite``; ``--resume`` needs a
-    checkpoint, the recorded config (the same one, up to the run folder's location) and unchanged inputs. Called
-    before anything is loaded or written (it only puts back a run an interrupted ``--overwrite`` moved aside)."""
+    """Check the device and optional packages, then refuse to clobber a run: an existing run dir needs ``--resume``
+    or ``--overwrite``; ``--resume`` needs a checkpoint, the recorded config (the same one, up to the run folder's
+    location) and unchanged inputs. Called before anything is loaded or written (it only puts back a run an
+    interrupted ``--overwrite`` moved aside)."""
+    from seer.backends.base import BackendError, check_device
+
     run_dir = cfg.run_dir
+    try:  # here, not in the config: a recipe for GPUs still loads (and can be inspected) on a CPU machine
+        check_device(cfg.device, "device")
+    except BackendError as e:
+        raise ConfigError(str(e)) from e
     check_optional_packages(cfg)
     recover_interrupted_overwrite(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
