@@ -207,3 +207,16 @@ def test_verbose_server_logs_no_token(study, caplog):
     assert tok not in caplog.text and admin not in caplog.text
     assert redact(f"GET /a/{tok}/3/B.png and /admin/{admin}/progress.json") == (
         "GET /a/<token>/3/B.png and /admin/<token>/progress.json")
+
+
+def test_an_unexpected_error_is_logged_without_the_token(study, caplog, monkeypatch):
+    (tok,), _ = _tokens(study)
+    app, c = _client(study)
+
+    def broken(*a, **k):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(st, "item", broken)
+    with caplog.at_level(logging.ERROR):
+        assert c.get(f"/a/{tok}/1").status_code == 500
+    assert "Exception on /a/<token>/1 [GET]" in caplog.text and tok not in caplog.text

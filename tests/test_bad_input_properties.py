@@ -163,3 +163,61 @@ def test_flags_with_any_value(key, value):
     except ConfigError:
         return
     assert all(math.isfinite(v) for v in vars(cfg).values() if isinstance(v, float))
+
+
+# -- through the command line: exit code 2, `seer: error:` naming the file, nothing lost ----------------------------
+def _snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(stub):
+    from seer.cli import main
+
+    flags = ["--model", str(stub["base"]), "--quadruplets", str(stub["quadruplets"]), "--output_dir",
+             str(stub["runs"]), "--group_size", "2", "--queries_per_step", "2", "--max_steps", "1",
+             "--tensorboard", "false", "--name", "keep"]
+    assert main(["train", "rlvr", *flags]) == 0
+    return flags
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(line=hs.integers(0, 20), op=hs.integers(0, 3), field=hs.text(max_size=8), value=json_values)
+def test_overwrite_with_a_mutated_data_file_loses_nothing(stub, finished_run, capsys, line, op, field, value):
+    from seer.cli import main
+
+    records = [json.loads(x) for x in stub["quadruplets"].read_text().splitlines()]
+    path = stub["quadruplets"].with_name("mut-cli.jsonl")
+    path.write_text("\n".join(_mutate_record(records, line, op, field, value)) + "\n", encoding="utf-8",
+                    errors="surrogatepass")
+    run = stub["runs"] / "keep" / "rlvr"
+    before = _snapshot(run)
+    capsys.readouterr()
+    # --dry-run: every check of a real --overwrite, and a valid mutant does not replace the run
+    code = main(["train", "rlvr", *finished_run, "--quadruplets", str(path), "--overwrite", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code in (0, 2), err
+    if code == 2:
+        assert err.startswith("seer: error: ") and str(path) in err, err
+    assert _snapshot(run) == before
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(line=hs.integers(0, 20), op=hs.integers(0, 3), field=hs.text(max_size=8), value=json_values)
+def test_annotate_create_with_a_mutated_pairs_file(pairs, tmp_path_factory, capsys, line, op, field, value):
+    from seer.cli import main
+
+    records = [json.loads(x) for x in pairs.read_text().splitlines()]
+    path = pairs.with_name("mut-cli.jsonl")
+    path.write_text("\n".join(_mutate_record(records, line, op, field, value)) + "\n", encoding="utf-8",
+                    errors="surrogatepass")
+    out = tmp_path_factory.mktemp("study") / "s"
+    capsys.readouterr()
+    code = main(["annotate", "create", "--pairs", str(path), "--out", str(out), "--annotators", "1"])
+    err = capsys.readouterr().err
+    assert code in (0, 2), err
+    if code == 2:
+        assert "seer: error: " in err and str(path) in err, err
+        assert not out.exists() and not [p for p in out.parent.iterdir()]  # no half-made study or temp folder
