@@ -131,7 +131,7 @@ def _validate(record: dict[str, Any], cls: type, where: str, categories: Iterabl
     if cls is Quadruplet:
         # `True == 1` in Python: without the type check "phase": true would be read as phase 1
         if type(record["phase"]) is not int or record["phase"] not in (1, 2):
-            raise DataError(f"{where}: field 'phase' is {record['phase']!r}; expected 1 or 2")
+            raise DataError(f"{where}: field 'phase' is {json.dumps(record['phase'])}; expected 1 or 2")
         record.setdefault("instruction", "")
         if record["phase"] == 2 and not record["instruction"].strip():
             raise DataError(f"{where}: field 'instruction' is empty; phase-2 quadruplets need a visual instruction")
