@@ -64,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     from seer.backends.base import BackendError
     from seer.data import DataError
 
-
     def debug() -> bool:  # read late: `seer train` takes --debug among its config tokens and sets SEER_DEBUG
         return args.debug or os.environ.get("SEER_DEBUG", "") not in ("", "0")
 
