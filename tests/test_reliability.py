@@ -427,3 +427,18 @@ def test_the_readme_example_on_the_world_model(tmp_path, capsys):
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert f'--instruction "{instruction}" --prompt "a cat"' in readme
     assert main(["reprompt", "--model", model, "--instruction", instruction, "--prompt", "a cat"]) in (0, 1)
+
+
+def test_reproduce_resume_never_builds_into_a_data_folder_it_did_not_create(tmp_path, monkeypatch):
+    from seer.cli import UserError
+    from seer.eval import reproduce as R
+
+    monkeypatch.setattr(R, "STEPS", (("a", lambda rep: {}), ("data", R.step_data)))
+    monkeypatch.setattr(R, "build_report", lambda rep: {"meta": {"steps": rep.steps}})
+    out = tmp_path / "rep"
+    R.reproduce(out, quick=True, only=("a",), log=lambda m: None)  # a reproduction of its own, data not built yet
+    (out / "data").mkdir()
+    (out / "data" / "samples.jsonl").write_text("someone else's\n")
+    with pytest.raises(UserError, match="not written by seer world build-data"):
+        R.reproduce(out, quick=True, resume=True, log=lambda m: None)
+    assert (out / "data" / "samples.jsonl").read_text() == "someone else's\n"
