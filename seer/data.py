@@ -222,8 +222,14 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, where: str
         raise DataError(f"{where}: image file {path} not found")
     try:
         with Image.open(path) as im:
+            if size is not None and im.size != (size[1], size[0]):  # from the header: a huge image is never decoded
+                raise DataError(f"{where}: image {path} is {im.size[0]}x{im.size[1]}; expected {size[1]}x{size[0]}")
             arr = np.asarray(im.convert("RGB"))
-    except OSError as e:
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{where}: image {path} is too large to read ({e})") from None
+    except DataError:
+        raise
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for a broken or non-image file
         raise DataError(f"{where}: cannot read image {path} ({e})") from e
     if size is not None and arr.shape[:2] != tuple(size):
         raise DataError(f"{where}: image {path} is {arr.shape[1]}x{arr.shape[0]}; expected {size[1]}x{size[0]}")

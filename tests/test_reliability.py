@@ -442,3 +442,15 @@ def test_reproduce_resume_never_builds_into_a_data_folder_it_did_not_create(tmp_
     with pytest.raises(UserError, match="not written by seer world build-data"):
         R.reproduce(out, quick=True, resume=True, log=lambda m: None)
     assert (out / "data" / "samples.jsonl").read_text() == "someone else's\n"
+
+
+def test_a_huge_training_image_is_a_clear_error(data, capsys):
+    from PIL import Image
+
+    Image.new("1", (14000, 14000)).save(data["quadruplets"].parent / "img" / "dark.png")  # 196 M pixels
+    assert main(["train", "rlvr", *rlvr_flags(data, name="big"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "record 'q1-0' field 'image_rejected'" in err and "too large to read" in err
+    Image.new("1", (5000, 5000)).save(data["quadruplets"].parent / "img" / "dark.png")  # under PIL's limit
+    assert main(["train", "rlvr", *rlvr_flags(data, name="big"), "--dry-run"]) == 2
+    assert "5000x5000; expected 8x8" in capsys.readouterr().err  # from the header, never decoded
