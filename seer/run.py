@@ -216,30 +216,60 @@ def _file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def digest_input(path: Path, cache: dict[str, Any] | None = None) -> dict[str, Any]:
-    """sha256 of a file, or of a folder's files (relative path, size, content); ``cache`` (a previous record's
-    ``files``) skips rehashing a file of unchanged size and mtime, so resuming from a multi-GB model is cheap."""
+# a data file's records name images (relative to its folder) that training reads: their content counts too
+IMAGE_FIELDS = {"quadruplets": ("image_chosen", "image_rejected")}
+
+
+def _referenced_images(path: Path, names: tuple[str, ...]) -> list[str]:
+    out = set()
+    with path.open("rb") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:  # the loader reports bad lines; here only the images of good ones matter
+                continue
+            if isinstance(rec, dict):
+                out.update(v for n in names if isinstance(v := rec.get(n), str))
+    return sorted(out)
+
+
+def _digest_files(root: Path, rels: list[str], cache: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
+    files, total = {}, hashlib.sha256()
+    for rel in rels:
+        f = root / rel
+        if not f.is_file():
+            files[rel] = [None, None, None]
+        else:
+            st = f.stat()
+            hit = (cache or {}).get(rel)
+            digest = hit[2] if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns else _file_sha256(f)
+            files[rel] = [st.st_size, st.st_mtime_ns, digest]
+        total.update(f"{rel}\0{files[rel][0]}\0{files[rel][2]}\n".encode())
+    return files, total.hexdigest()
+
+
+def digest_input(path: Path, cache: dict[str, Any] | None = None, images: tuple[str, ...] = ()) -> dict[str, Any]:
+    """sha256 of a file (with the images its records name in the fields ``images``), or of a folder's files
+    (relative path, size, content); ``cache`` (a previous record's ``files``) skips rehashing a file of unchanged
+    size and mtime, so resuming from a multi-GB model is cheap."""
     path = Path(path)
     if path.is_file():
-        return {"path": str(path.resolve()), "sha256": _file_sha256(path)}
+        own = _file_sha256(path)
+        if not images:
+            return {"path": str(path.resolve()), "sha256": own}
+        files, total = _digest_files(path.parent, _referenced_images(path, images), cache)
+        return {"path": str(path.resolve()), "sha256": hashlib.sha256(f"{own}\0{total}".encode()).hexdigest(),
+                "file_sha256": own, "files": files}
     if not path.is_dir():
         return {"path": str(path.resolve()), "sha256": None}
-    files, total = {}, hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = f.relative_to(path).as_posix()
-        st = f.stat()
-        hit = (cache or {}).get(rel)
-        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            digest = hit[2]
-        else:
-            digest = _file_sha256(f)
-        files[rel] = [st.st_size, st.st_mtime_ns, digest]
-        total.update(f"{rel}\0{st.st_size}\0{digest}\n".encode())
-    return {"path": str(path.resolve()), "sha256": total.hexdigest(), "files": files}
+    rels = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+    files, total = _digest_files(path, rels, cache)
+    return {"path": str(path.resolve()), "sha256": total, "files": files}
 
 
 def record_inputs(cfg: Any) -> dict[str, Any]:
-    return {k: digest_input(_input_path(v)) for k in INPUT_KEYS if (v := getattr(cfg, k, None))}
+    return {k: digest_input(_input_path(v), images=IMAGE_FIELDS.get(k, ())) for k in INPUT_KEYS
+            if (v := getattr(cfg, k, None))}
 
 
 def check_inputs(cfg: Any, old_config: dict[str, Any]) -> None:
@@ -262,12 +292,14 @@ def check_inputs(cfg: Any, old_config: dict[str, Any]) -> None:
             continue
         if not value or before is None:
             raise ConfigError(f"--resume: {key} is {value!r} now but was {old_config.get(key)!r} when the run started")
-        now = digest_input(_input_path(value), before.get("files"))
+        now = digest_input(_input_path(value), before.get("files"), IMAGE_FIELDS.get(key, ()))
         if now["sha256"] is None:
             raise ConfigError(f"--resume: {key} {value}: not found (the run started from {before['path']})")
         if now["sha256"] != before["sha256"]:
             changed = ""
-            if "files" in before and "files" in now:
+            if before.get("file_sha256") and before["file_sha256"] != now.get("file_sha256"):
+                changed = " (the file itself changed)"
+            elif "files" in before and "files" in now:
                 names = sorted(n for n in set(before["files"]) | set(now["files"])
                                if (before["files"].get(n) or [None] * 3)[2] != (now["files"].get(n) or [None] * 3)[2])
                 changed = f" (files changed: {', '.join(names[:5])}{' …' if len(names) > 5 else ''})"

@@ -454,3 +454,12 @@ def test_a_huge_training_image_is_a_clear_error(data, capsys):
     Image.new("1", (5000, 5000)).save(data["quadruplets"].parent / "img" / "dark.png")  # under PIL's limit
     assert main(["train", "rlvr", *rlvr_flags(data, name="big"), "--dry-run"]) == 2
     assert "5000x5000; expected 8x8" in capsys.readouterr().err  # from the header, never decoded
+
+
+def test_resume_refuses_a_changed_training_image(data):
+    from seer.data import save_image
+
+    rlvr.train(rlvr_cfg(data, name="r", max_steps=2))
+    save_image(data["quadruplets"].parent / "img" / "dark.png", torch.full((8, 8, 3), 90, dtype=torch.uint8).numpy())
+    with pytest.raises(ConfigError, match=r"quadruplets .* changed since the run started \(files changed: img/dark"):
+        rlvr.train(rlvr_cfg(data, "--resume", name="r"))
