@@ -43,7 +43,7 @@ _SECURITY_HEADERS = {
 
 
 MAX_BODY = 16 * 1024  # a vote is ~10 bytes of form; nothing else is posted
-READ_TIMEOUT = 10.0  # seconds a connection may stay silent mid-request
+READ_TIMEOUT = 5.0  # seconds a connection may stay silent mid-request (a vote arrives in milliseconds)
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8765"
 _TOKEN_PATH = re.compile(r"(/a/|/admin/)[^/\s?\"]+")
 
