@@ -41,8 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's stop): raised where the process is, like Ctrl-C, so every cleanup that runs
+    on an interrupt (temporary folders, the run an --overwrite moved aside) runs on it too."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+    import signal
+    import threading
+
     parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also SEER_DEBUG=1)")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -50,14 +64,34 @@ def main(argv: list[str] | None = None) -> int:
     from seer.backends.base import BackendError
     from seer.data import DataError
 
+    def debug() -> bool:  # read late: `seer train` takes --debug among its config tokens and sets SEER_DEBUG
+        return args.debug or os.environ.get("SEER_DEBUG", "") not in ("", "0")
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except (UserError, DataError, BackendError) as e:
+        if debug():
+            raise
         print(f"seer: error: {e}", file=sys.stderr)
         return 2
+    except (OSError, UnicodeError) as e:  # a file or folder the user named: unreadable, a folder, full disk ...
+        if debug():
+            raise
+        print(f"seer: error: {e} (run with --debug for the traceback)", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("seer: terminated (SIGTERM); completed checkpoints are kept, rerun with --resume to continue",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("seer: interrupted; completed checkpoints are kept, rerun with --resume to continue", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

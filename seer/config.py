@@ -14,6 +14,7 @@ fine-tuning one to two orders of magnitude lower); ``recipes/world/*.yaml`` hold
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -79,9 +80,18 @@ class StageConfig:
     resume: bool = arg(False, "continue the run in the run directory from its last checkpoint")
     overwrite: bool = arg(False, "delete an existing run directory and start afresh")
     threads: int = arg(0, "torch intra-op threads (0 = torch's default: OMP_NUM_THREADS or every core)")
+    keep_checkpoints: int = arg(2, "resumable checkpoints kept (state/, state.1/ ...): a damaged newest one falls "
+                                "back to the previous")
 
     def __post_init__(self) -> None:
-        positive = ("group_size", "queries_per_step", "max_new_tokens", "log_every", "sample_every", "save_every")
+        # NaN passes every `< 0` check below, and a NaN or infinite lr/temperature/ε/β only shows up steps later as
+        # a garbled completion in a half-made run folder: refuse them here, whatever built the config
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{f.name} must be a finite number, got {v}")
+        positive = ("group_size", "queries_per_step", "max_new_tokens", "log_every", "sample_every", "save_every",
+                    "keep_checkpoints")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -226,7 +236,8 @@ _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
 def coerce(key: str, value: Any, tp: Any, source: str) -> Any:
     """Convert ``value`` (from YAML, or a string from a flag) to ``tp``; a mismatch raises naming everything."""
-    bad = ConfigError(f"{source}: key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    bad = ConfigError(f"{source}: key {key!r} expects {_type_name(tp)}, got {shown} ({type(value).__name__})")
     if _is_optional(tp):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~")):
             return None
@@ -242,24 +253,35 @@ def coerce(key: str, value: Any, tp: Any, source: str) -> Any:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, int):
-            return value
-        if isinstance(value, str):
+            out = value
+        elif isinstance(value, str):
             try:
-                return int(value)
+                out = int(value)
             except ValueError:
                 raise bad from None
-        raise bad
+        else:
+            raise bad
+        if not -(2**63) <= out < 2**63:  # no setting needs more, and torch/numpy/SQLite overflow past it
+            raise ConfigError(f"{source}: key {key!r} expects an int between -2^63 and 2^63, got {shown}")
+        return out
     if tp is float:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
             try:
-                return float(value)  # YAML reads 1e-4 as a string
+                out = float(value)
+            except OverflowError:  # an int past 1.8e308
+                out = math.inf
+        elif isinstance(value, str):
+            try:
+                out = float(value)  # YAML reads 1e-4 as a string
             except ValueError:
                 raise bad from None
-        raise bad
+        else:
+            raise bad
+        if not math.isfinite(out):  # float("nan") and YAML's .inf parse, but no setting means them
+            raise ConfigError(f"{source}: key {key!r} expects a finite float, got {shown}")
+        return out
     if tp is str:
         if isinstance(value, str):
             return value
@@ -302,22 +324,78 @@ def parse_flags(tokens: list[str]) -> dict[str, str]:
     return out
 
 
-def load_config(cls: type, path: str | Path | None = None, flags: dict[str, Any] | list[str] | None = None) -> Any:
-    """Build a stage config from a YAML recipe and/or flags (flags win). Raises ConfigError before anything runs."""
+def load_yaml(path: str | Path, error: type[Exception] = ConfigError) -> Any:
+    """Read a YAML file; a duplicate key (which PyYAML lets silently win), a byte that is not UTF-8 or bad YAML raise
+    ``error`` naming the file and line."""
     import yaml
 
+    path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a folder; expected a YAML file")
+    if not path.is_file():
+        raise error(f"{path}: file not found")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise error(f"{path}:{line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8") from None
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise error(f"{path}:{line}: duplicate key {key!r} (first on line {seen[key]}); a key may appear "
+                            "once")
+            seen[key] = line
+        return loader.construct_mapping(node, deep=deep)
+
+    _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 — a SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise error(f"{where}: not valid YAML ({e})") from e
+
+
+def _key_lines(path: Path) -> dict[str, int]:
+    """The line of every (dotted) key of a YAML mapping, so an error names ``FILE:LINE``; {} where not a mapping."""
+    import yaml
+
+    out: dict[str, int] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = f"{prefix}{k.value}"
+                out[key] = k.start_mark.line + 1
+                walk(v, f"{key}.")
+
+    try:
+        walk(yaml.compose(path.read_text(encoding="utf-8")), "")
+    except (yaml.YAMLError, UnicodeDecodeError):  # load_yaml already reported these
+        pass
+    return out
+
+
+def load_config(cls: type, path: str | Path | None = None, flags: dict[str, Any] | list[str] | None = None) -> Any:
+    """Build a stage config from a YAML recipe and/or flags (flags win). Raises ConfigError before anything runs."""
     values: dict[str, tuple[Any, str]] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"{path}: recipe file not found")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        data = load_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
-        values.update({k: (v, str(path)) for k, v in _flatten(data).items()})
+        lines = _key_lines(path)
+        values.update({k: (v, f"{path}:{lines[k]}" if k in lines else str(path)) for k, v in _flatten(data).items()})
     if isinstance(flags, list):
         flags = parse_flags(flags)
     values.update({k: (v, "command line") for k, v in (flags or {}).items()})
@@ -343,10 +421,19 @@ def load_config(cls: type, path: str | Path | None = None, flags: dict[str, Any]
         return cls(**kwargs)
     except TypeError as e:  # cannot happen for known keys; kept so a bad caller gets a clear message
         raise ConfigError(str(e)) from e
+    except ConfigError as e:
+        # a range check names its key first ("temperature must be > 0"): say where that value came from
+        msg = str(e)
+        key = msg.split(" ", 1)[0]
+        if key in values:
+            raise ConfigError(f"{values[key][1]}: {msg}") from None
+        if path is not None:
+            raise ConfigError(f"{path}: {msg}") from None
+        raise
 
 
 # how to run, not what: left out of config.yaml
-RUN_CONTROL = ("dry_run", "resume", "overwrite", "max_steps", "threads")
+RUN_CONTROL = ("dry_run", "resume", "overwrite", "max_steps", "threads", "keep_checkpoints")
 
 
 def config_dict(cfg: Any, run_control: bool = True) -> dict[str, Any]:

@@ -116,6 +116,9 @@ def _validate(record: dict[str, Any], cls: type, where: str, categories: Iterabl
     for name in ("id", "instruction", "prompt", "category", "image_chosen", "image_rejected", "split", "distribution"):
         if name in record and not isinstance(record[name], str):
             raise DataError(f"{where}: field {name!r} must be a string, got {type(record[name]).__name__}")
+    for name in ("image", "reference_reprompt"):  # optional strings: absent or null mean none
+        if record.get(name) is not None and not isinstance(record[name], str):
+            raise DataError(f"{where}: field {name!r} must be a string or null, got {type(record[name]).__name__}")
     if not record["prompt"].strip():
         raise DataError(f"{where}: field 'prompt' is empty; expected a minimal prompt such as 'a cat'")
     categories = tuple(categories)
@@ -126,8 +129,9 @@ def _validate(record: dict[str, Any], cls: type, where: str, categories: Iterabl
     if record.get("distribution", "id") not in DISTRIBUTIONS:
         raise DataError(f"{where}: field 'distribution' is {record['distribution']!r}; expected one of {DISTRIBUTIONS}")
     if cls is Quadruplet:
-        if record["phase"] not in (1, 2):
-            raise DataError(f"{where}: field 'phase' is {record['phase']!r}; expected 1 or 2")
+        # `True == 1` in Python: without the type check "phase": true would be read as phase 1
+        if type(record["phase"]) is not int or record["phase"] not in (1, 2):
+            raise DataError(f"{where}: field 'phase' is {json.dumps(record['phase'])}; expected 1 or 2")
         record.setdefault("instruction", "")
         if record["phase"] == 2 and not record["instruction"].strip():
             raise DataError(f"{where}: field 'instruction' is empty; phase-2 quadruplets need a visual instruction")
@@ -137,18 +141,28 @@ def _validate(record: dict[str, Any], cls: type, where: str, categories: Iterabl
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-blank line; bad JSON raises naming the file and line."""
+    """Yield (line number, object) for each non-blank line; a folder, a byte that is not UTF-8, bad JSON or a
+    non-object raise naming the file and line."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; expected a JSONL file (one JSON object per line)")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: byte 0x{raw[e.start]:02x} at column {e.start + 1} is not UTF-8; "
+                                "save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from e
+            except RecursionError:  # json.loads of thousands of nested brackets
+                raise DataError(f"{path}:{lineno}: not valid JSON (nested too deeply)") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
@@ -208,8 +222,14 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, where: str
         raise DataError(f"{where}: image file {path} not found")
     try:
         with Image.open(path) as im:
+            if size is not None and im.size != (size[1], size[0]):  # from the header: a huge image is never decoded
+                raise DataError(f"{where}: image {path} is {im.size[0]}x{im.size[1]}; expected {size[1]}x{size[0]}")
             arr = np.asarray(im.convert("RGB"))
-    except OSError as e:
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{where}: image {path} is too large to read ({e})") from None
+    except DataError:
+        raise
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's errors for a broken or non-image file
         raise DataError(f"{where}: cannot read image {path} ({e})") from e
     if size is not None and arr.shape[:2] != tuple(size):
         raise DataError(f"{where}: image {path} is {arr.shape[1]}x{arr.shape[0]}; expected {size[1]}x{size[0]}")

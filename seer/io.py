@@ -70,3 +70,33 @@ def atomic_replace_dir(src: str | Path, dst: str | Path) -> None:
     os.replace(src, dst)
     if old.exists():
         shutil.rmtree(old)
+
+
+def claim_output_dir(path: str | Path, owned: Any, what: str) -> bool:
+    """Refuse an output folder a command did not create: ``path`` must be absent, empty, or pass ``owned(path)`` (it
+    carries the command's own manifest). Returns whether it holds an earlier output of the command. Raises
+    :class:`seer.cli.UserError` naming the folder, so nothing of the user's is overwritten."""
+    from seer.cli import UserError
+
+    path = Path(path)
+    if not path.exists():
+        return False
+    if not path.is_dir():
+        raise UserError(f"{path}: exists and is not a folder; {what} writes a folder there")
+    if not any(path.iterdir()):
+        return False
+    if owned(path):
+        return True
+    raise UserError(f"{path}: the folder is not empty and was not written by {what} (no manifest of its own); "
+                    "choose an empty or new folder, nothing was written")
+
+
+def staging_dir(final: str | Path) -> Path:
+    """A fresh temporary folder beside ``final`` to build it in, then :func:`atomic_replace_dir` it into place; the
+    staging folders a killed build left are removed first."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{final.name}.building-"
+    for stale in final.parent.glob(f"{prefix}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=final.parent, prefix=prefix))

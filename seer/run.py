@@ -6,18 +6,25 @@
     meta.json       seed, package versions, git commit, command line, derived values
     metrics.jsonl   one JSON object per logged optimizer step (also TensorBoard event files in tb/)
     samples.jsonl   sample completions every ``sample_every`` steps
-    state/          the resumable checkpoint: θ, optimizer, RNG states, the step/phase/epoch cursor
+    inputs.json     the sha256 of every input (data files, model, evaluator ...): a resume refuses a changed one
+    state/          the resumable checkpoint: θ, optimizer, RNG states, the step/phase/epoch cursor, manifest.json
+    state.1/ ...    the previous checkpoints (``keep_checkpoints``, default 2 in all), the fallback of a damaged one
     model/          the final backend checkpoint (RLVR: the evaluator; RLMT: the reprompting policy)
 
-Every write is atomic (``seer.io``): ``state/`` is written to a temporary folder and renamed over the old one, so a
-run killed at any moment leaves a complete checkpoint. Resuming truncates ``metrics.jsonl``/``samples.jsonl`` to the
-checkpoint's step, so a resumed run's records are those of an uninterrupted one. Only the main process writes.
+Every write is atomic (``seer.io``): a checkpoint is written to a temporary folder, then the older ones shift
+(``state`` → ``state.1`` …) and it is renamed into place, so a run killed at any moment leaves a complete
+checkpoint. Each holds a manifest of its files' sizes and sha256, checked on load: a damaged newest checkpoint falls
+back to the previous one with a warning. Temporary folders a kill left behind are removed when the run next starts.
+``--overwrite`` moves the old run aside and removes it only once the new run wrote its first checkpoint (until then a
+failure puts it back). Resuming truncates ``metrics.jsonl``/``samples.jsonl`` to the checkpoint's step, so a resumed
+run's records are those of an uninterrupted one. Only the main process writes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import random
 import shutil
@@ -32,11 +39,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from seer.config import RUN_CONTROL, ConfigError, config_dict, config_yaml
+from seer.config import RUN_CONTROL, ConfigError, config_dict, config_yaml, load_yaml
 from seer.io import atomic_replace_dir, atomic_write_json, atomic_write_text
 
 PACKAGES = ("seer", "torch", "transformers", "tokenizers", "accelerate", "numpy", "safetensors", "peft")
 STATE_DIR, MODEL_DIR = "state", "model"
+MANIFEST, INPUTS = "manifest.json", "inputs.json"
+LEGACY_OLD = ".state.old"  # what atomic_replace_dir leaves when a kill falls between its two renames
+# config keys naming the run's inputs: their content is hashed, so a moved file resumes and a changed one does not
+INPUT_KEYS = ("model", "quadruplets", "samples", "evaluator", "init", "generator")
+# where the run is, not what it is: a run folder moved elsewhere (another output_dir) resumes
+LOCATION_KEYS = ("output_dir", "name")
 
 
 @dataclass
@@ -111,27 +124,253 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def _main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _aside(run_dir: Path) -> Path:
+    """Where ``--overwrite`` keeps the old run until the new one has its first checkpoint."""
+    return run_dir.with_name(f".{run_dir.name}.replaced")
+
+
+def check_optional_packages(cfg: Any) -> None:
+    """The packages the config asks for are importable: checked before anything is deleted or written."""
+    import importlib.util
+
+    if getattr(cfg, "wandb", False) and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("wandb: true needs the wandb package (pip install 'seer[wandb]')")
+    if getattr(cfg, "tensorboard", False) and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("tensorboard: true needs the tensorboard package (pip install tensorboard), or set "
+                          "--tensorboard false")
+
+
+def recover_interrupted_overwrite(run_dir: Path) -> None:
+    """A kill during ``--overwrite`` before the new run's first checkpoint leaves the old run aside: put it back
+    (the new run had nothing worth keeping); once the new run has a checkpoint, the old one is obsolete."""
+    aside = _aside(run_dir)
+    if not aside.is_dir() or not _main_process():
+        return
+    if find_checkpoints(run_dir):
+        shutil.rmtree(aside)
+        return
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    os.replace(aside, run_dir)
+    print(f"seer: warning: {run_dir}: an earlier --overwrite was interrupted before the new run's first checkpoint; "
+          "the previous run was put back", file=sys.stderr)
+
+
 def check_run_dir(cfg: Any) -> None:
-    """Refuse to clobber a run: an existing run dir needs ``--resume`` or ``--overwrite``; ``--resume`` needs a
-    checkpoint and the same config. Called before anything is loaded or written."""
+    """Check the device and optional packages, then refuse to clobber a run: an existing run dir needs ``--resume``
+    or ``--overwrite``; ``--resume`` needs a checkpoint, the recorded config (the same one, up to the run folder's
+    location) and unchanged inputs. Called before anything is loaded or written (it only puts back a run an
+    interrupted ``--overwrite`` moved aside)."""
+    from seer.backends.base import BackendError, check_device
+
     run_dir = cfg.run_dir
+    try:  # here, not in the config: a recipe for GPUs still loads (and can be inspected) on a CPU machine
+        check_device(cfg.device, "device")
+    except BackendError as e:
+        raise ConfigError(str(e)) from e
+    check_optional_packages(cfg)
+    recover_interrupted_overwrite(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: exists and is not a folder; the run directory must be a folder")
     exists = run_dir.exists() and any(run_dir.iterdir())
     if cfg.resume:
-        if not (run_dir / STATE_DIR / "cursor.json").is_file():
+        if not find_checkpoints(run_dir):
             raise ConfigError(f"--resume: {run_dir / STATE_DIR} has no checkpoint to resume from")
         saved = run_dir / "config.yaml"
-        if saved.is_file():
-            import yaml
-
-            old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-            new = config_dict(cfg, run_control=False)
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RUN_CONTROL)
-            if diff:
-                raise ConfigError(
-                    f"--resume: config differs from {saved} in {diff}; a resumed run must use the same config"
-                )
+        if not saved.is_file():
+            raise ConfigError(f"--resume: {saved} is missing, so the settings this run was started with are unknown; "
+                              "restore it, or start afresh with --overwrite")
+        old = load_yaml(saved) or {}
+        if not isinstance(old, dict):
+            raise ConfigError(f"{saved}: expected a mapping of config keys, got {type(old).__name__}")
+        new = config_dict(cfg, run_control=False)
+        skip = set(RUN_CONTROL) | set(LOCATION_KEYS) | set(INPUT_KEYS)
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in skip)
+        if diff:
+            said = "; ".join(f"{k}: {old.get(k, '(unset)')!r} when started, {new.get(k, '(unset)')!r} now"
+                             for k in diff)
+            raise ConfigError(f"--resume: config differs from {saved} in {diff} ({said}); a resumed run must use "
+                              "the same config")
+        check_inputs(cfg, old)
     elif exists and not cfg.overwrite:
         raise ConfigError(f"{run_dir} already exists; pass --resume to continue it or --overwrite to start afresh")
+
+
+# -- inputs: what a resume must find unchanged ---------------------------------------------------------------------
+def _input_path(value: str) -> Path:
+    """A run directory given for a checkpoint stands for its ``model/``."""
+    from seer.backends.base import BACKEND_FILE
+
+    p = Path(value)
+    if not (p / BACKEND_FILE).is_file() and (p / MODEL_DIR / BACKEND_FILE).is_file():
+        p = p / MODEL_DIR
+    return p
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+# a data file's records name images (relative to its folder) that training reads: their content counts too
+IMAGE_FIELDS = {"quadruplets": ("image_chosen", "image_rejected")}
+
+
+def _referenced_images(path: Path, names: tuple[str, ...]) -> list[str]:
+    out = set()
+    with path.open("rb") as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:  # the loader reports bad lines; here only the images of good ones matter
+                continue
+            if isinstance(rec, dict):
+                out.update(v for n in names if isinstance(v := rec.get(n), str))
+    return sorted(out)
+
+
+def _digest_files(root: Path, rels: list[str], cache: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
+    files, total = {}, hashlib.sha256()
+    for rel in rels:
+        f = root / rel
+        if not f.is_file():
+            files[rel] = [None, None, None]
+        else:
+            st = f.stat()
+            hit = (cache or {}).get(rel)
+            digest = hit[2] if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns else _file_sha256(f)
+            files[rel] = [st.st_size, st.st_mtime_ns, digest]
+        total.update(f"{rel}\0{files[rel][0]}\0{files[rel][2]}\n".encode())
+    return files, total.hexdigest()
+
+
+def digest_input(path: Path, cache: dict[str, Any] | None = None, images: tuple[str, ...] = ()) -> dict[str, Any]:
+    """sha256 of a file (with the images its records name in the fields ``images``), or of a folder's files
+    (relative path, size, content); ``cache`` (a previous record's ``files``) skips rehashing a file of unchanged
+    size and mtime, so resuming from a multi-GB model is cheap."""
+    path = Path(path)
+    if path.is_file():
+        own = _file_sha256(path)
+        if not images:
+            return {"path": str(path.resolve()), "sha256": own}
+        files, total = _digest_files(path.parent, _referenced_images(path, images), cache)
+        return {"path": str(path.resolve()), "sha256": hashlib.sha256(f"{own}\0{total}".encode()).hexdigest(),
+                "file_sha256": own, "files": files}
+    if not path.is_dir():
+        return {"path": str(path.resolve()), "sha256": None}
+    rels = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+    files, total = _digest_files(path, rels, cache)
+    return {"path": str(path.resolve()), "sha256": total, "files": files}
+
+
+def record_inputs(cfg: Any) -> dict[str, Any]:
+    return {k: digest_input(_input_path(v), images=IMAGE_FIELDS.get(k, ())) for k in INPUT_KEYS
+            if (v := getattr(cfg, k, None))}
+
+
+def check_inputs(cfg: Any, old_config: dict[str, Any]) -> None:
+    """On resume: each input holds what it held when the run started (by content: a moved file is fine)."""
+    record_file = cfg.run_dir / INPUTS
+    if not record_file.is_file():
+        # a run from before inputs were recorded: fall back to comparing the paths as given
+        diff = [k for k in INPUT_KEYS if k in old_config and old_config.get(k) != getattr(cfg, k, None)]
+        if diff:
+            raise ConfigError(f"--resume: config differs from {cfg.run_dir / 'config.yaml'} in {diff}; a resumed run "
+                              "must use the same inputs")
+        return
+    from seer.io import read_json_object
+
+    recorded = read_json_object(record_file, ConfigError)
+    for key in INPUT_KEYS:
+        value = getattr(cfg, key, None)
+        before = recorded.get(key)
+        if not value and before is None:
+            continue
+        if not value or before is None:
+            raise ConfigError(f"--resume: {key} is {value!r} now but was {old_config.get(key)!r} when the run started")
+        now = digest_input(_input_path(value), before.get("files"), IMAGE_FIELDS.get(key, ()))
+        if now["sha256"] is None:
+            raise ConfigError(f"--resume: {key} {value}: not found (the run started from {before['path']})")
+        if now["sha256"] != before["sha256"]:
+            changed = ""
+            if before.get("file_sha256") and before["file_sha256"] != now.get("file_sha256"):
+                changed = " (the file itself changed)"
+            elif "files" in before and "files" in now:
+                names = sorted(n for n in set(before["files"]) | set(now["files"])
+                               if (before["files"].get(n) or [None] * 3)[2] != (now["files"].get(n) or [None] * 3)[2])
+                changed = f" (files changed: {', '.join(names[:5])}{' …' if len(names) > 5 else ''})"
+            raise ConfigError(f"--resume: {key} {now['path']} changed since the run started{changed}: its sha256 "
+                              f"was {before['sha256'][:12]}…, now {now['sha256'][:12]}…; resume with the same "
+                              "inputs, or start afresh with --overwrite")
+
+
+# -- checkpoints --------------------------------------------------------------------------------------------------
+def _checkpoint_names(run_dir: Path) -> list[Path]:
+    """The checkpoint folders present: ``state``, ``state.1`` …, and a legacy ``.state.old``."""
+    out = []
+    if run_dir.is_dir():
+        for p in run_dir.iterdir():
+            if p.name == STATE_DIR or p.name == LEGACY_OLD or (p.name.startswith(f"{STATE_DIR}.")
+                                                               and p.name[len(STATE_DIR) + 1:].isdigit()):
+                if p.is_dir():
+                    out.append(p)
+    return out
+
+
+def find_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint folders that have a cursor (validity is checked on load)."""
+    return [p for p in _checkpoint_names(Path(run_dir)) if (p / "cursor.json").is_file()]
+
+
+def checkpoint_manifest(folder: Path) -> dict[str, Any]:
+    return {name: {"size": (folder / name).stat().st_size, "sha256": _file_sha256(folder / name)}
+            for name in sorted(os.listdir(folder)) if name != MANIFEST and (folder / name).is_file()}
+
+
+def verify_checkpoint(folder: Path) -> str | None:
+    """None if the checkpoint's files match its manifest; else what is wrong. A checkpoint from before manifests
+    passes here and is checked by loading it."""
+    manifest_file = folder / MANIFEST
+    if not manifest_file.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except (ValueError, KeyError, TypeError):
+        return f"{manifest_file}: unreadable"
+    for name, want in files.items():
+        f = folder / name
+        if not f.is_file():
+            return f"{f}: missing"
+        if f.stat().st_size != want["size"]:
+            return f"{f}: {f.stat().st_size} bytes, the manifest says {want['size']} (truncated?)"
+        if _file_sha256(f) != want["sha256"]:
+            return f"{f}: sha256 differs from the manifest (damaged)"
+    return None
+
+
+def _read_checkpoint(folder: Path) -> tuple[dict[str, Any], list[torch.Tensor], Any, Any]:
+    """Everything a checkpoint holds, read (not applied); any damage raises with the file named."""
+    problem = verify_checkpoint(folder)
+    if problem:
+        raise ValueError(problem)
+    try:
+        info = json.loads((folder / "cursor.json").read_text(encoding="utf-8"))
+        if not isinstance(info, dict) or not all(isinstance(info.get(k), int) for k in Cursor.__dataclass_fields__):
+            raise ValueError("not a cursor object")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{folder / 'cursor.json'}: unreadable ({e})") from None
+    loaded = []
+    for name, weights_only in (("theta.pt", True), ("optimizer.pt", False), ("rng.pt", False)):
+        try:
+            loaded.append(torch.load(folder / name, weights_only=weights_only))
+        except Exception as e:  # torch raises RuntimeError, EOFError, pickle errors ... for a damaged file
+            raise ValueError(f"{folder / name}: unreadable ({type(e).__name__}: {e})") from None
+    return info, *loaded
 
 
 class Run:
@@ -144,11 +383,20 @@ class Run:
         self.cursor = Cursor()
         self._tb = None
         self._wandb = None
+        self.aside: Path | None = None  # the old run an --overwrite moved aside, until the first checkpoint
+        self.keep = max(int(getattr(cfg, "keep_checkpoints", 2)), 1)
         if not is_main:
             return
         if cfg.overwrite and self.dir.exists() and not cfg.resume:
-            shutil.rmtree(self.dir)
+            aside = _aside(self.dir)
+            if aside.exists():
+                shutil.rmtree(aside)
+            os.replace(self.dir, aside)
+            self.aside = aside
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.clean_temporaries()
+        if not cfg.resume:
+            atomic_write_json(self.dir / INPUTS, record_inputs(cfg))
         atomic_write_text(self.dir / "config.yaml", config_yaml(cfg))
         meta = {
             "stage": cfg.stage,
@@ -160,6 +408,26 @@ class Run:
         }
         meta_file = self.dir / ("meta.json" if not cfg.resume else "meta.resume.json")
         atomic_write_json(meta_file, meta)
+
+    def clean_temporaries(self) -> None:
+        """Remove what a killed run left half-written: ``.state.XXXX``/``.model.XXXX`` folders and ``.*.tmp``
+        files (never a complete checkpoint: ``state``, ``state.N`` and ``.state.old`` are kept)."""
+        for p in self.dir.iterdir():
+            if p.name == LEGACY_OLD or not p.name.startswith("."):
+                continue
+            if p.is_dir() and any(p.name.startswith(f".{n}.") for n in (STATE_DIR, MODEL_DIR, "phase1_model")):
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.is_file() and p.name.endswith(".tmp"):
+                p.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """The new run failed before its first checkpoint: put back the run ``--overwrite`` moved aside."""
+        if self.is_main and self.aside is not None and self.aside.is_dir():
+            shutil.rmtree(self.dir, ignore_errors=True)
+            os.replace(self.aside, self.dir)
+            self.aside = None
+            print(f"seer: {self.dir}: the new run stopped before its first checkpoint; the previous run was put back",
+                  file=sys.stderr)
 
     # -- records --------------------------------------------------------------------------------------------------
     def open_writers(self, purge_after: int = 0) -> None:
@@ -209,19 +477,38 @@ class Run:
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def save_state(self, backend: Any, optimizer: torch.optim.Optimizer, cursor: Cursor,
                    extra: dict[str, Any] | None = None) -> None:
-        """Atomically write ``state/``: θ, optimizer, RNG states and the cursor."""
+        """Atomically write ``state/`` (θ, optimizer, RNG states, the cursor and a manifest of their hashes); the
+        previous checkpoints shift to ``state.1`` … and the oldest beyond ``keep_checkpoints`` is removed."""
         if not self.is_main:
             return
-        tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=".state."))
+        tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=f".{STATE_DIR}."))
         try:
             torch.save([p.detach().cpu() for p in backend.trainable_parameters()], tmp / "theta.pt")
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(rng_state(), tmp / "rng.pt")
             atomic_write_json(tmp / "cursor.json", {**asdict(cursor), **(extra or {})})
-            atomic_replace_dir(tmp, self.dir / STATE_DIR)
+            atomic_write_json(tmp / MANIFEST, {"step": cursor.step, "files": checkpoint_manifest(tmp)})
+            if self.keep == 1:
+                atomic_replace_dir(tmp, self.dir / STATE_DIR)
+            else:
+                # shift state.K-2 → state.K-1 … state → state.1; a kill between two renames leaves every checkpoint
+                # whole under some name, and load_state takes the newest valid one
+                shutil.rmtree(self.dir / f"{STATE_DIR}.{self.keep - 1}", ignore_errors=True)
+                for i in range(self.keep - 2, 0, -1):
+                    if (self.dir / f"{STATE_DIR}.{i}").is_dir():
+                        os.replace(self.dir / f"{STATE_DIR}.{i}", self.dir / f"{STATE_DIR}.{i + 1}")
+                if (self.dir / STATE_DIR).is_dir():
+                    os.replace(self.dir / STATE_DIR, self.dir / f"{STATE_DIR}.1")
+                os.replace(tmp, self.dir / STATE_DIR)
+            for p in _checkpoint_names(self.dir):  # beyond keep (a smaller keep_checkpoints) and a legacy .state.old
+                if p.name == LEGACY_OLD or (p.name != STATE_DIR and int(p.name.split(".")[-1]) >= self.keep):
+                    shutil.rmtree(p, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        if self.aside is not None:  # the new run now has a checkpoint: the old one is no longer needed
+            shutil.rmtree(self.aside, ignore_errors=True)
+            self.aside = None
 
     def save_model(self, backend: Any, name: str = MODEL_DIR) -> Path:
         """Atomically write a full backend checkpoint to ``<run>/<name>/``."""
@@ -238,23 +525,43 @@ class Run:
 
 
 def load_state(run_dir: Path, backend: Any, optimizer: torch.optim.Optimizer) -> tuple[Cursor, dict[str, Any]]:
-    """Restore θ, optimizer and RNG states from ``<run_dir>/state``; returns the cursor and its extra fields."""
-    state = Path(run_dir) / STATE_DIR
-    info = json.loads((state / "cursor.json").read_text())
-    theta = torch.load(state / "theta.pt", weights_only=True)
-    params = backend.trainable_parameters()
-    if len(theta) != len(params) or any(a.shape != b.shape for a, b in zip(theta, params, strict=False)):
-        raise ConfigError(
-            f"{state / 'theta.pt'}: holds {len(theta)} tensors that do not match the model's {len(params)} "
-            "trainable parameters; resume with the same model the run started from"
-        )
-    with torch.no_grad():
-        for p, t in zip(params, theta, strict=True):
-            p.copy_(t.to(p.device, p.dtype))
-    optimizer.load_state_dict(torch.load(state / "optimizer.pt", weights_only=False))
-    set_rng_state(torch.load(state / "rng.pt", weights_only=False))
-    cursor = Cursor(**{k: info.pop(k) for k in ("step", "phase", "epoch", "batch")})
-    return cursor, info
+    """Restore θ, optimizer and RNG states from the newest intact checkpoint of ``run_dir`` (``state``, else
+    ``state.1`` …, else a ``.state.old`` a kill left); returns the cursor and its extra fields. A damaged checkpoint
+    is skipped with a warning naming the file; none intact is a ConfigError listing what is wrong with each."""
+    run_dir = Path(run_dir)
+    candidates = []
+    for folder in find_checkpoints(run_dir):
+        try:
+            step = json.loads((folder / "cursor.json").read_text(encoding="utf-8")).get("step", -1)
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            step = -1
+        candidates.append((step if isinstance(step, int) else -1, folder.name == STATE_DIR, folder))
+    candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
+    problems = []
+    for _, _, folder in candidates:
+        try:
+            info, theta, opt_state, rng = _read_checkpoint(folder)
+        except ValueError as e:
+            problems.append(str(e))
+            print(f"seer: warning: checkpoint {folder} is damaged ({e}); trying an older one", file=sys.stderr)
+            continue
+        params = backend.trainable_parameters()
+        if len(theta) != len(params) or any(a.shape != b.shape for a, b in zip(theta, params, strict=False)):
+            raise ConfigError(
+                f"{folder / 'theta.pt'}: holds {len(theta)} tensors that do not match the model's {len(params)} "
+                "trainable parameters; resume with the same model the run started from"
+            )
+        with torch.no_grad():
+            for p, t in zip(params, theta, strict=True):
+                p.copy_(t.to(p.device, p.dtype))
+        optimizer.load_state_dict(opt_state)
+        set_rng_state(rng)
+        if problems or folder.name != STATE_DIR:
+            print(f"seer: warning: resuming from {folder} (step {info['step']})", file=sys.stderr)
+        cursor = Cursor(**{k: info.pop(k) for k in ("step", "phase", "epoch", "batch")})
+        return cursor, info
+    raise ConfigError(f"--resume: no intact checkpoint in {run_dir}: " + ("; ".join(problems) or "none found")
+                      + "; start afresh with --overwrite")
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:

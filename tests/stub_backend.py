@@ -208,6 +208,8 @@ def write_stub_data(root: Path, n_phase1: int = 6, n_phase2: int = 4, n_samples:
     root = Path(root)
     StubBackend().save(root / "base")
     judge().save(root / "judge")
+    # the judge stands for a finished RLVR run's evaluator: RLMT refuses one that is not (issue 25 item 8)
+    (root / "judge" / "meta.json").write_text('{"stage": "rlvr"}\n')
     save_image(root / "img" / "bright.png", np.full((*SIZE, 3), 200, np.uint8))
     save_image(root / "img" / "dark.png", np.full((*SIZE, 3), 40, np.uint8))
     quads = [Quadruplet(f"q1-{i}", 1, "", f"a cat {i}", "material_synthesis", "img/bright.png", "img/dark.png")

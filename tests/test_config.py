@@ -69,7 +69,7 @@ def test_unknown_key_lists_known_keys(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(RLVRConfig, recipe)
     msg = str(e.value)
-    assert "r.yaml: unknown config key 'learning_rate'" in msg
+    assert "r.yaml:3: unknown config key 'learning_rate'" in msg
     assert all(k in msg for k in known_keys(RLVRConfig))
     with pytest.raises(ConfigError, match="unknown config key 'lr_phase1'"):  # a RLVR key is not a RLMT key
         load_config(RLMTConfig, None, ["--evaluator", "e", "--samples", "s", "--lr_phase1", "1"])

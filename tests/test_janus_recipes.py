@@ -63,6 +63,7 @@ def test_recipe_dry_runs_on_a_tiny_janus(size, tmp_path, capsys):
     tiny = build_tiny_janus(tmp_path / "tiny")
     options = yaml.safe_load((RECIPES / size / "backend.yaml").read_text())
     init = write_init_checkpoint(tiny, tmp_path / "init", **options)
+    (init / "meta.json").write_text('{"stage": "rlvr"}\n')  # stands in for an RLVR run: RLMT's evaluator
     save_image(tmp_path / "img" / "a.png", np.full((24, 24, 3), 180, np.uint8))
     save_image(tmp_path / "img" / "b.png", np.full((24, 24, 3), 60, np.uint8))
     write_jsonl(tmp_path / "q.jsonl", [Quadruplet(f"q{p}", p, "make it red" if p == 2 else "", "a cat",

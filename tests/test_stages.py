@@ -299,7 +299,7 @@ def test_config_errors(data, tmp_path):
         rlvr_cfg(data, "--group_size", "1")
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model: m\nquadruplets: q\nbeta: [1]\n")
-    with pytest.raises(ConfigError, match=r"r.yaml: key 'beta' expects float, got \[1\]"):
+    with pytest.raises(ConfigError, match=r"r.yaml:3: key 'beta' expects float, got \[1\]"):
         load_config(RLVRConfig, recipe)
     recipe.write_text("model: m\nquadruplets: q\ntemplates:\n  reprompt: 'no fields'\n  colour: red\n")
     with pytest.raises(ConfigError, match="unknown config key 'templates.colour'"):

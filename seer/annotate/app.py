@@ -10,14 +10,21 @@ URLs (``TOKEN`` is an annotator's secret, ``POS`` a 1-based position in *their* 
     GET  /admin/ADMIN_TOKEN      progress per annotator (and /admin/ADMIN_TOKEN/progress.json)
 
 Nothing an annotator's browser receives or sends names a system or an image's source file: pairs are addressed by
-position, images by side. Unknown tokens and positions are a plain 404. Text is escaped by Jinja's autoescaping and
-a strict Content-Security-Policy forbids inline scripts, so a prompt containing HTML stays text.
+position, images by side. Unknown tokens and positions (any size: past the study's length is a 404, never an
+overflow) are a plain 404. Text is escaped by Jinja's autoescaping and a strict Content-Security-Policy forbids inline
+scripts, so a prompt containing HTML stays text.
+
+Limits: a request body over :data:`MAX_BODY` bytes is refused (413) before it is read; a connection that sends
+nothing for :data:`READ_TIMEOUT` seconds (a body shorter than its Content-Length) is closed; no log line holds a
+token (paths are logged as ``/a/<token>/…``); links on the admin page are built from ``public_url`` (default: the
+bound address), never from the request's Host header.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import re
 import sqlite3
 from pathlib import Path
 
@@ -35,11 +42,37 @@ _SECURITY_HEADERS = {
 }
 
 
-def create_app(study_dir: str | Path) -> Flask:
+MAX_BODY = 16 * 1024  # a vote is ~10 bytes of form; nothing else is posted
+READ_TIMEOUT = 5.0  # seconds a connection may stay silent mid-request (a vote arrives in milliseconds)
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8765"
+_TOKEN_PATH = re.compile(r"(/a/|/admin/)[^/\s?\"]+")
+
+
+def redact(text: str) -> str:
+    """A log line with every annotator and admin token replaced: a log is read by more people than hold links."""
+    return _TOKEN_PATH.sub(r"\1<token>", text)
+
+
+class _RedactTokens(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), ()
+        return True
+
+
+_REDACT = _RedactTokens()
+
+
+def create_app(study_dir: str | Path, public_url: str | None = None) -> Flask:
     study_dir = Path(study_dir).resolve()
     st.connect(study_dir).close()  # fail now, with a clear message, if this is not a study
     app = Flask(__name__)
     app.config["STUDY_DIR"] = study_dir
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_BODY
+    app.config["PUBLIC_URL"] = (public_url or DEFAULT_PUBLIC_URL).rstrip("/")
+    for logger in (app.logger, logging.getLogger("werkzeug")):
+        if _REDACT not in logger.filters:
+            logger.addFilter(_REDACT)
 
     def db() -> sqlite3.Connection:
         if "db" not in g:
@@ -153,7 +186,8 @@ def create_app(study_dir: str | Path) -> Flask:
         admin_check(token)
         rows = st.admin_progress(db())
         summary = st.study_summary(db())
-        return render_template("admin.html", rows=rows, summary=summary, base=request.host_url.rstrip("/"))
+        # never request.host_url: a forged Host header would put the annotators' links on another site
+        return render_template("admin.html", rows=rows, summary=summary, base=app.config["PUBLIC_URL"])
 
     @app.get("/admin/<token>/progress.json")
     def admin_json(token: str):
@@ -168,6 +202,15 @@ def create_app(study_dir: str | Path) -> Flask:
     @app.errorhandler(400)
     def _bad_request(e):
         return render_template("message.html", title="Bad request", message=e.description), 400
+
+    @app.errorhandler(413)
+    def _too_large(_e):
+        return render_template("message.html", title="Request too large",
+                               message=f"A request may carry at most {MAX_BODY} bytes."), 413
+
+    @app.errorhandler(TimeoutError)
+    def _timeout(_e):  # the body stopped arriving (READ_TIMEOUT)
+        return render_template("message.html", title="Request timeout", message="The request was too slow."), 408
 
     return app
 
@@ -184,17 +227,36 @@ def annotator_links(study_dir: str | Path, base_url: str) -> tuple[list[tuple[st
     return links, admin
 
 
-def serve(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8765, quiet: bool = True) -> None:
+def make_server(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8765, public_url: str | None = None,
+                read_timeout: float = READ_TIMEOUT) -> tuple[object, str]:
+    """The threaded WSGI server of the app, and the public URL its links use."""
+    from werkzeug.serving import WSGIRequestHandler
+    from werkzeug.serving import make_server as werkzeug_server
+
+    class Handler(WSGIRequestHandler):
+        timeout = read_timeout  # socketserver sets it on the connection: a silent client is dropped
+
+        def log(self, type: str, message: str, *args: object) -> None:
+            super().log(type, "%s", redact(message % args if args else message))
+
+    app = create_app(study_dir, public_url="http://placeholder")
+    server = werkzeug_server(host, port, app, threaded=True, request_handler=Handler)
+    if public_url is None:
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
+        public_url = f"http://{shown_host}:{server.server_port}"
+    app.config["PUBLIC_URL"] = public_url.rstrip("/")
+    return server, app.config["PUBLIC_URL"]
+
+
+def serve(study_dir: str | Path, host: str = "127.0.0.1", port: int = 8765, quiet: bool = True,
+          public_url: str | None = None) -> None:
     """Run the app on a threaded WSGI server until interrupted. Every acknowledged vote is already committed, so
     stopping (or killing) the server at any moment loses none."""
-    from werkzeug.serving import make_server
-
-    app = create_app(study_dir)
     if quiet:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server(host, port, app, threaded=True)
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    links, admin = annotator_links(study_dir, f"http://{shown_host}:{server.server_port}")
+    server, public_url = make_server(study_dir, host, port, public_url)
+    links, admin = annotator_links(study_dir, public_url)
     print(f"serving study {Path(study_dir)} on http://{host}:{server.server_port} (Ctrl-C to stop)")
     print("annotator links (send each person only their own):")
     for name, link in links:

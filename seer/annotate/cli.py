@@ -21,7 +21,8 @@ def _create(args: argparse.Namespace) -> int:
     from seer.annotate.app import annotator_links
     from seer.annotate.study import create_study
 
-    out = create_study(args.pairs, args.out, _annotator_names(args), seed=args.seed)
+    out = create_study(args.pairs, args.out, _annotator_names(args), seed=args.seed,
+                       allow_outside=args.allow_outside)
     links, admin = annotator_links(out, f"http://127.0.0.1:{args.port}")
     print(f"created study {out} ({len(links)} annotators)")
     print(f"serve it with: seer annotate serve {out}   (links assume --port {args.port})")
@@ -36,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: anyone who can reach it and holds a link can vote; use HTTPS in front")
-    serve(args.study, host=args.host, port=args.port, quiet=not args.verbose)
+    serve(args.study, host=args.host, port=args.port, quiet=not args.verbose, public_url=args.public_url)
     return 0
 
 
@@ -104,13 +105,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--seed", type=int, default=0, help="seed of each annotator's pair order and image sides")
     c.add_argument("--port", type=int, default=8765, help="port assumed in the printed links")
+    c.add_argument("--allow-outside", action="store_true",
+                   help="accept image paths that lead outside the pairs file's folder (.., absolute, symlinks)")
     c.set_defaults(func=_create)
 
     s = sub.add_parser("serve", help="run the annotation web app on a study")
     s.add_argument("study", help="study folder made by `seer annotate create`")
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     s.add_argument("--port", type=int, default=8765, help="port (0 = any free port)")
-    s.add_argument("--verbose", action="store_true", help="log every request")
+    s.add_argument("--verbose", action="store_true", help="log every request (tokens are redacted)")
+    s.add_argument("--public-url", help="the URL annotators reach the server at, for the links (default: the bound "
+                   "address); never taken from a request's Host header")
     s.set_defaults(func=_serve)
 
     r = sub.add_parser("results", help="win ratios, CI, significance, agreement, position bias (Markdown + JSON)")

@@ -8,7 +8,9 @@
      "system": "seer", "opponent": "naive",
      "image_system": "images/test-0007-seer.png", "image_opponent": "images/test-0007-naive.png"}
 
-Exactly these nine fields, all non-empty strings. Image paths are relative to the JSONL file's folder. One line per
+Exactly these nine fields, all non-empty strings. Image paths are relative to the JSONL file's folder and must stay
+inside it (no ``..``, absolute path or symlink leading out) unless ``allow_outside``; two paths that resolve to one
+file are the same image. One line per
 (case, system, opponent); lines that share a ``case_id`` must agree on instruction, prompt, category and distribution.
 Every mistake is reported with the file, the line and the field.
 """
@@ -53,6 +55,11 @@ def _check_record(obj: dict[str, Any], where: str) -> Pair:
             raise DataError(f"{where}: field {name!r} must be a string, got {type(value).__name__}")
         if not value.strip():
             raise DataError(f"{where}: field {name!r} is empty")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:  # JSON's "\ud800": a lone surrogate, which no file or database can store
+            raise DataError(f"{where}: field {name!r} holds a lone surrogate ({value[e.start]!r} at character "
+                            f"{e.start + 1}), not text") from None
     if obj["category"] not in CATEGORIES:
         raise DataError(f"{where}: field 'category' is {obj['category']!r}; expected one of {', '.join(CATEGORIES)}")
     if obj["distribution"] not in DISTRIBUTIONS:
@@ -64,11 +71,13 @@ def _check_record(obj: dict[str, Any], where: str) -> Pair:
     return Pair(**obj)
 
 
-def load_pairs(path: str | Path) -> list[tuple[int, Pair]]:
-    """Read and validate a pairs file: ``[(line number, Pair), ...]``; image files must exist.
+def load_pairs(path: str | Path, allow_outside: bool = False) -> list[tuple[int, Pair]]:
+    """Read and validate a pairs file: ``[(line number, Pair), ...]``; image files must exist, inside the file's
+    folder unless ``allow_outside``.
 
     Image contents are checked later, when :func:`seer.annotate.study.create_study` copies them."""
     path = Path(path)
+    folder = path.parent.resolve()
     out: list[tuple[int, Pair]] = []
     seen: dict[tuple[str, str, str], int] = {}
     cases: dict[str, tuple[int, Pair]] = {}
@@ -92,10 +101,19 @@ def load_pairs(path: str | Path) -> list[tuple[int, Pair]]:
                     )
         else:
             cases[pair.case_id] = (lineno, pair)
+        resolved = {}
         for name in ("image_system", "image_opponent"):
             image = path.parent / getattr(pair, name)
             if not image.is_file():
                 raise DataError(f"{where}: field {name!r}: image file {image} not found")
+            resolved[name] = image.resolve()  # follows symlinks and folds ./ and ../
+            if not allow_outside and not resolved[name].is_relative_to(folder):
+                raise DataError(f"{where}: field {name!r}: image {getattr(pair, name)!r} is outside the pairs file's "
+                                f"folder {folder} (it resolves to {resolved[name]}); image paths are relative to that "
+                                "folder, or pass --allow-outside")
+        if resolved["image_system"] == resolved["image_opponent"]:
+            raise DataError(f"{where}: 'image_system' {pair.image_system!r} and 'image_opponent' "
+                            f"{pair.image_opponent!r} are the same file {resolved['image_system']}")
         out.append((lineno, pair))
     if not out:
         raise DataError(f"{path}: no pairs; expected one JSON object per line with fields {', '.join(PAIR_FIELDS)}")

@@ -204,17 +204,26 @@ def _p(p: float | None) -> str:
     return f"{p:.2g}" if p >= 1e-4 else "< 1e-4"
 
 
+def md_text(value: Any) -> str:
+    """A name from the study (system, opponent, annotator, judge) as inert Markdown table text: ``|`` and line breaks
+    would break the table, and HTML (``<script>``) would reach whatever renders the file."""
+    text = " ".join(str(value).split())  # every line break or tab → one space
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+
+
 def to_markdown(results: dict[str, Any], comparison: list[dict[str, Any]] | None = None) -> str:
     s = results["summary"]
     systems = sorted({r["system"] for r in results["rows"]})
     one_system = len(systems) == 1
 
     def label(r: dict[str, Any]) -> str:
-        return f"vs. {r['opponent']}" if one_system else f"{r['system'] or '?'} vs. {r['opponent']}"
+        opponent = md_text(r["opponent"])
+        return f"vs. {opponent}" if one_system else f"{md_text(r['system'] or '?')} vs. {opponent}"
 
     rows = side_by_side(results, comparison) if comparison else results["rows"]
     lines = [
-        f"# Human evaluation{': ' + systems[0] if one_system else ''}",
+        f"# Human evaluation{': ' + md_text(systems[0]) if one_system else ''}",
         "",
         f"{s['pairs']} pairs × {s['annotators']} annotators: {s['votes']} of {s['expected_votes']} answers "
         f"({_fmt(100 * s['coverage'] if s['coverage'] is not None else None, 1)}%). Blind pairwise protocol of the "
@@ -227,7 +236,7 @@ def to_markdown(results: dict[str, Any], comparison: list[dict[str, Any]] | None
     ]
     for r in rows:
         cells = [_fmt(_win_ratio_of(r["cells"].get(c))) for c in COLUMNS]
-        lines.append(f"| {label(r)} | {r['source']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label(r)} | {md_text(r['source'])} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Significance (Total column)",
@@ -267,7 +276,7 @@ def to_markdown(results: dict[str, Any], comparison: list[dict[str, Any]] | None
     for an in results["annotators"]:
         b = an["position_bias"]
         lines.append(
-            f"| {an['name']} | {an['answered']} / {an['total']} | {_fmt(an['win_ratio'])} | "
+            f"| {md_text(an['name'])} | {an['answered']} / {an['total']} | {_fmt(an['win_ratio'])} | "
             f"{_fmt(b['left_rate'])} | {b['ties']} |"
         )
     return "\n".join(lines) + "\n"

@@ -113,16 +113,30 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+MAX_SIDE = 4096
+MAX_PIXELS = MAX_SIDE * MAX_SIDE  # images of a study are shown side by side in a browser; far above any UMM's output
+MAX_POSITION = 2**63 - 1  # SQLite's INTEGER: a larger position in a URL would overflow, not just miss
+
+
 def _clean_png(src: Path, where: str) -> bytes:
     """The image re-encoded as PNG with no metadata (text chunks, EXIF, ICC) — nothing but pixels reaches the page."""
     from PIL import Image
 
     try:
         with Image.open(src) as im:
+            # checked before decoding: the header's size is known at open, a 14000x14000 PNG is 600 MB decoded
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise DataError(f"{where}: image {src} is {w}x{h} = {w * h:,} pixels; the limit is {MAX_PIXELS:,} "
+                                f"(e.g. {MAX_SIDE}x{MAX_SIDE}); resize it")
             im.load()
             mode = im.mode if im.mode in ("RGB", "RGBA", "L") else "RGB"
             clean = Image.frombytes(mode, im.size, im.convert(mode).tobytes())
-    except OSError as e:
+    except DataError:
+        raise
+    except Image.DecompressionBombError as e:  # PIL's own limit, hit at open for a header past 2x its 89M warning
+        raise DataError(f"{where}: image {src} is too large ({e}); the limit is {MAX_PIXELS:,} pixels") from None
+    except (OSError, ValueError, SyntaxError) as e:  # PIL raises these for broken or non-image files
         raise DataError(f"{where}: cannot read image {src} ({e})") from e
     buf = io.BytesIO()
     clean.save(buf, format="PNG")
@@ -164,7 +178,8 @@ def add_annotator(conn: sqlite3.Connection, name: str) -> str:
     return token
 
 
-def create_study(pairs_path: str | Path, out: str | Path, annotators: list[str], seed: int = 0) -> Path:
+def create_study(pairs_path: str | Path, out: str | Path, annotators: list[str], seed: int = 0,
+                 allow_outside: bool = False) -> Path:
     """Validate a pairs file, copy its images and write a new study folder ``out`` (which must not exist yet or be
     empty). The folder appears only when complete."""
     out = Path(out)
@@ -174,7 +189,12 @@ def create_study(pairs_path: str | Path, out: str | Path, annotators: list[str],
         raise DataError("a study needs at least one annotator")
     if len(set(annotators)) != len(annotators):
         raise DataError(f"annotator names repeat: {annotators}")
-    pairs = load_pairs(pairs_path)
+    for name in annotators:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"annotator name {name!r} holds a lone surrogate, not text") from None
+    pairs = load_pairs(pairs_path, allow_outside=allow_outside)
     pairs_path = Path(pairs_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.creating-"))
@@ -282,6 +302,8 @@ def next_unanswered(conn: sqlite3.Connection, annotator_id: int, after: int) -> 
 def item(conn: sqlite3.Connection, annotator_id: int, position: int) -> dict[str, Any] | None:
     """What an annotator sees at one position: the texts, the left/right image files and their current answer.
     Nothing here names a system."""
+    if not 1 <= position <= MAX_POSITION:
+        return None
     row = conn.execute(
         "SELECT a.system_left, p.instruction, p.prompt, p.image_system, p.image_opponent, v.choice "
         "FROM assignments a JOIN pairs p ON p.id = a.pair_id LEFT JOIN votes v "
@@ -308,6 +330,8 @@ def record_vote(conn: sqlite3.Connection, annotator_id: int, position: int, choi
     submission, in one committed transaction. Returns the answer's revision (1 for a first answer)."""
     if choice not in CHOICES:
         raise ValueError(f"choice must be one of {CHOICES}, got {choice!r}")
+    if not 1 <= position <= MAX_POSITION:
+        raise KeyError(position)
     at = _now()
     with write_transaction(conn):
         if not conn.execute(

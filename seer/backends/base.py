@@ -172,10 +172,33 @@ def read_backend_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def check_device(device: str | None, what: str = "--device") -> None:
+    """A device torch can use here; otherwise a BackendError saying why (a CPU build of torch asked for ``cuda``
+    fails deep inside torch with a bare AssertionError, long after the run folder was touched)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise BackendError(f"{what} {device!r}: not a torch device (expected cpu, cuda, cuda:N or mps)") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no CUDA GPU is visible")
+            raise BackendError(f"{what} {device!r}: {why} (torch {torch.__version__}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BackendError(f"{what} {device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise BackendError(f"{what} {device!r}: MPS is not available in this torch build; use --device cpu")
+
+
 def load_backend(path: str | Path, kind: str | None = None, **kwargs: Any) -> UnifiedBackend:
     """Open a model directory as a backend. Without ``kind``, the directory must be a seer checkpoint (it names its
     kind in ``backend.json``); with ``kind`` (e.g. ``"janus"`` for a transformers-format Janus directory) that
     backend's loader reads it. ``kwargs`` go to the loader (e.g. ``device``, ``dtype``)."""
+    check_device(kwargs.get("device"))
     if kind is None:
         kind = read_backend_meta(path)["kind"]
     if kind not in _LOADERS:

@@ -165,11 +165,11 @@ def step_data(rep: Reproduction) -> dict[str, Any]:
 
 def _stage_flags(rep: Reproduction, run_dir: Path) -> dict[str, Any]:
     """Common stage keys; an interrupted stage resumes from its own checkpoint, a half-created one restarts."""
-    from seer.run import STATE_DIR
+    from seer.run import find_checkpoints
 
     flags: dict[str, Any] = {"name": RUN_NAME, "output_dir": str(rep.runs_dir), "seed": rep.seed,
                              **rep.protocol.stage_overrides}
-    if (run_dir / STATE_DIR).is_dir():
+    if find_checkpoints(run_dir):  # state/, or an older state.N when a kill fell between two renames
         flags["resume"] = True
     elif run_dir.exists():
         flags["overwrite"] = True
@@ -569,6 +569,19 @@ STEPS: tuple[tuple[str, Callable[[Reproduction], Any]], ...] = (
 )
 
 
+def _settings_diff(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> str:
+    """Only the settings that differ, as ``key: then → now``: the whole dict hid the one that mattered."""
+    parts = []
+    for k in sorted(set(before) | set(now)):
+        a, b = before.get(k), now.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _settings_diff(a, b, f"{prefix}{k}.")
+            parts += [inner] if inner else []
+        elif a != b:
+            parts.append(f"{prefix}{k}: {a!r} when started, {b!r} now")
+    return "; ".join(parts)
+
+
 def reproduce(
     out: str | Path = "runs/reproduce",
     *,
@@ -604,6 +617,10 @@ def reproduce(
         protocol = replace(protocol, wrong_edit_negatives=wrong_edit_negatives)
     if plain_wins_pairs is not None:
         protocol = replace(protocol, plain_wins_pairs=plain_wins_pairs)
+    from seer.io import claim_output_dir, read_json_object
+
+    # only a folder of its own (reproduce.json) is resumed or overwritten: never one it did not create
+    claim_output_dir(out, lambda d: (d / "reproduce.json").is_file(), "seer reproduce")
     if (out / "steps").is_dir() and any((out / "steps").iterdir()) and not (resume or overwrite):
         raise UserError(f"{out}: a reproduction is already there; pass --resume to continue it or --overwrite to "
                         "start afresh")
@@ -614,12 +631,13 @@ def reproduce(
     settings = {"quick": quick, "seed": seed, "protocol": asdict(protocol), "base": str(base) if base else None}
     settings_file = out / "reproduce.json"
     if settings_file.is_file():
-        before = json.loads(settings_file.read_text())
+        before = read_json_object(settings_file, UserError)
         # a protocol field added since the run started has the default the run was made with
         before["protocol"] = {**asdict(Protocol()), **(before.get("protocol") or {})}
         if before != settings:
-            raise UserError(f"{settings_file}: this reproduction was started with other settings ({before}); "
-                            "resume it with the same flags, or pass --overwrite")
+            raise UserError(f"{settings_file}: this reproduction was started with other settings "
+                            f"({_settings_diff(before, settings)}); resume it with the same flags, or pass "
+                            "--overwrite")
     else:
         atomic_write_json(settings_file, settings)
     rep = Reproduction(out, protocol, quick, seed, Path(base) if base else None,

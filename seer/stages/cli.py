@@ -78,7 +78,10 @@ def _train(stage: str, tokens: list[str]) -> int:
         return 0
     config_path, rest, i = None, [], 0
     while i < len(tokens):
-        if tokens[i] == "--config":
+        if tokens[i] == "--debug":  # how to report errors, not a config key (seer.cli reads it)
+            os.environ["SEER_DEBUG"] = "1"
+            i += 1
+        elif tokens[i] == "--config":
             if i + 1 >= len(tokens):
                 raise UserError("--config needs a recipe path")
             config_path, i = tokens[i + 1], i + 2
@@ -106,14 +109,13 @@ def _open(args: argparse.Namespace) -> Any:
 def run_templates(model: str | Path) -> Any:
     """The templates a model was trained with: from the ``config.yaml`` of its run (``--model runs/x/rlmt`` or
     ``runs/x/rlmt/model``), else the defaults."""
-    import yaml
-
+    from seer.config import load_yaml
     from seer.prompts import DEFAULT_TEMPLATES, Templates
 
     model = Path(model)
     for config in (model / "config.yaml", model.parent / "config.yaml"):
         if config.is_file():
-            block = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("templates")
+            block = (load_yaml(config, UserError) or {}).get("templates")
             if isinstance(block, dict):
                 try:
                     return Templates(**block)
@@ -132,6 +134,57 @@ def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 2) -> np.ndarra
     return np.concatenate([pad(left), np.full((h, gap, 3), 255, np.uint8), pad(right)], axis=1)
 
 
+def _check_out_file(path: str, flag: str) -> None:
+    """An output PNG path that can be written: checked before the model is loaded, not after the work is done."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{flag} {path}: is a folder; expected the path of a PNG file to write")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag} {path}: {parent} is a file, not a folder")
+            break
+
+
+def unknown_words(backend: Any, text: str) -> list[str]:
+    """The words of ``text`` the backend's tokenizer maps to ``<unk>`` (a word-level vocabulary: the world model);
+    [] for a backend without one (BPE tokenizers spell out any word)."""
+    encode, unk = getattr(backend, "encode_context", None), getattr(backend, "unk_id", None)
+    if encode is None or unk is None:
+        return []
+    from seer.backends.base import Context
+
+    out = []
+    for word in dict.fromkeys(text.split()):
+        if unk in encode(Context(word)):
+            out.append(word)
+    return out
+
+
+def check_vocabulary(backend: Any, args: argparse.Namespace, **texts: str) -> None:
+    """Refuse words the model cannot read: it would see ``<unk>`` and answer about something else, silently."""
+    bad = {flag: words for flag, text in texts.items() if (words := unknown_words(backend, text))}
+    if not bad:
+        return
+    from seer.config import resolve_checkpoint
+
+    listed = "its tokenizer"
+    try:
+        ckpt = Path(args.model) if args.backend else resolve_checkpoint(args.model, "--model")
+        if (ckpt / "tokenizer.json").is_file():
+            listed = f"the vocabulary in {ckpt / 'tokenizer.json'}"
+    except UserError:
+        pass
+    said = "; ".join(f"--{flag} has {', '.join(map(repr, words))}" for flag, words in bad.items())
+    world = ""
+    if getattr(backend, "kind", None) == "token_umm":
+        from seer.world.render import SUBJECTS
+
+        world = f"; the world model draws {len(SUBJECTS)} subjects: {', '.join(SUBJECTS)}"
+    raise UserError(f"words the model does not know (it would read each as <unk>): {said}; use words from "
+                    f"{listed}{world}")
+
+
 def _reprompt(args: argparse.Namespace) -> int:
     from seer.backends.base import Context, SamplingParams
     from seer.data import naive_concat, save_image
@@ -139,7 +192,10 @@ def _reprompt(args: argparse.Namespace) -> int:
 
     if not args.instruction.strip() or not args.prompt.strip():
         raise UserError("--instruction and --prompt must be non-empty")
+    if args.images:
+        _check_out_file(args.images, "--images")
     backend = _open(args)
+    check_vocabulary(backend, args, instruction=args.instruction, prompt=args.prompt)
     context = Context(run_templates(args.model).reprompt_text(args.instruction, args.prompt))
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               greedy=not args.sample)
@@ -164,7 +220,9 @@ def _generate(args: argparse.Namespace) -> int:
 
     if not args.prompt.strip():
         raise UserError("--prompt must be non-empty")
+    _check_out_file(args.out, "--out")
     backend = _open(args)
+    check_vocabulary(backend, args, prompt=args.prompt)
     image = backend.generate_images([args.prompt], [args.seed])[0]
     save_image(args.out, image)
     print(f"wrote {args.out} ({image.shape[1]}x{image.shape[0]})")

@@ -439,14 +439,19 @@ def run_stage(
     dist.barrier()  # every process has checked the run directory before the main one creates or clears it
     seed_everything(cfg.seed)
     run = Run(cfg, dist.is_main, derived=summary)
-    optimizer = make_optimizer(backend, cfg, phases[0].lr)
-    cursor = Cursor()
-    if cfg.resume:
-        cursor, _ = load_state(cfg.run_dir, backend, optimizer)
-    run.open_writers(purge_after=cursor.step)
+    dist.barrier()  # the main process has cleaned the run directory before any process reads a checkpoint
     try:
+        optimizer = make_optimizer(backend, cfg, phases[0].lr)
+        cursor = Cursor()
+        if cfg.resume:
+            cursor, _ = load_state(cfg.run_dir, backend, optimizer)
+        run.open_writers(purge_after=cursor.step)
         train_phases(cfg, backend, optimizer, phases, rollouts, run, dist, cursor, extra_metrics)
         run.save_model(backend)
+    except BaseException:
+        run.close()
+        run.abort()  # before the first checkpoint an --overwrite puts the previous run back
+        raise
     finally:
         run.close()
     dist.barrier()

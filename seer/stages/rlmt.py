@@ -12,13 +12,14 @@ the initial policy; ϕ is checked bit-identical at every checkpoint. Writes the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from seer.backends.base import BackendError, Context, SamplingParams
-from seer.config import RLMTConfig, resolve_checkpoint
+from seer.config import ConfigError, RLMTConfig, resolve_checkpoint
 from seer.data import DataError, Sample, load_samples
 from seer.prompts import parse_reprompt, parse_verdict
 from seer.rewards import preference_reward, reprompt_format_reward, total_reward
@@ -152,10 +153,31 @@ def open_generator(cfg: RLMTConfig, policy: Any) -> tuple[Any, dict[str, str]]:
     return generator, {"generator_dir": str(generator_dir)}
 
 
+def check_rlvr_run(checkpoint: Path) -> None:
+    """The frozen judge must be an RLVR evaluator: the untrained base or an RLMT policy would be accepted silently
+    and give rewards that mean nothing. Its run's meta.json (``runs/x/rlvr/meta.json`` for ``runs/x/rlvr/model`` or
+    ``phase1_model``; the checkpoint's own for a checkpoint copied elsewhere with it) must say stage rlvr."""
+    run_dir = checkpoint.parent if checkpoint.name in ("model", "phase1_model") else checkpoint
+    meta_file = run_dir / "meta.json"
+    stage = None
+    if meta_file.is_file():
+        try:
+            stage = json.loads(meta_file.read_text(encoding="utf-8")).get("stage")
+        except (ValueError, AttributeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"evaluator {meta_file}: unreadable ({e})") from None
+    if stage != "rlvr":
+        what = (f"an {stage.upper()} run" if isinstance(stage, str)
+                else f"not a run of `seer train rlvr` (no {meta_file})")
+        raise ConfigError(f"evaluator {checkpoint}: {what}; RLMT needs the evaluator trained by `seer train rlvr` "
+                          "(--evaluator runs/<name>/rlvr), or --self_judge true to let the policy judge")
+
+
 def open_policy_and_judge(cfg: RLMTConfig) -> tuple[Any, Any, dict[str, str]]:
     """The policy (from ``init``, default the evaluator checkpoint) and the frozen evaluator (or the policy itself
     with ``self_judge``)."""
     evaluator_dir = resolve_checkpoint(cfg.evaluator, "evaluator")
+    if not cfg.self_judge:  # with self_judge the policy judges; the evaluator checkpoint is only its start
+        check_rlvr_run(evaluator_dir)
     if cfg.init is None:
         init_dir = evaluator_dir
     else:

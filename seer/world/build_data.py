@@ -36,6 +36,7 @@ Deterministic per seed (the base generator's sampling is seeded per image).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,12 +97,42 @@ def _score(a) -> tuple:
     return (a.satisfied and a.subject_kept, a.compliance, a.quality)
 
 
+def _is_build_output(folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"config", "train_kept", "world_fingerprint"} <= set(manifest)
+
+
 def build_data(cfg: BuildConfig) -> dict:
+    """Build the data set into ``cfg.out``: only a new or empty folder, or one holding an earlier build-data output
+    (its manifest.json), is accepted; the set is built in a staging folder beside it and renamed into place, so a
+    kill midway leaves the folder as it was."""
+    import shutil
+    import sys
+
+    from seer.io import atomic_replace_dir, claim_output_dir, staging_dir
+
+    final = Path(cfg.out)
+    replacing = claim_output_dir(final, _is_build_output, "seer world build-data")
+    out = staging_dir(final)
+    try:
+        manifest = _build_into(cfg, out)
+        atomic_replace_dir(out, final)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    if replacing:
+        print(f"seer world build-data: replaced the earlier data set in {final}", file=sys.stderr)
+    return manifest
+
+
+def _build_into(cfg: BuildConfig, out: Path) -> dict:
     from seer.world import load_base
 
     backend, oracle, _ = load_base(cfg.base or None)
     gen = _Generator(backend)
-    out = Path(cfg.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
 
