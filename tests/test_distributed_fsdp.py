@@ -136,3 +136,13 @@ def test_rlmt_sharded_matches_one_process(tmp_path, accelerate_cli):
     two = launch(tmp_path, "two", "rlmt", args, sharded=True)
     one = launch(tmp_path, "one", "rlmt", args, sharded=False)
     check_sharded_equals_single(two, one, "rlmt")
+
+
+@pytest.mark.parametrize("kind", ["token_umm", "janus"])
+def test_backends_that_cannot_be_sharded_are_refused_by_name(kind):
+    from seer.config import ConfigError
+    from seer.stages.common import Sharding
+
+    backend = type("B", (), {"kind": kind})()
+    with pytest.raises(ConfigError, match=f"the {kind} backend cannot be sharded yet"):
+        Sharding(backend, dist=None, device="cpu")  # refused before any process group is touched

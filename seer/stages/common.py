@@ -99,6 +99,11 @@ class Dist:
             raise ConfigError(f"the accelerate config asks for FSDP version {os.environ.get('FSDP_VERSION', '1')}; "
                               "seer shards with FSDP2 only: set fsdp_config.fsdp_version: 2 (see "
                               "recipes/accelerate/fsdp.yaml)")
+        if self.sharded and os.environ.get("FSDP_OFFLOAD_PARAMS", "").lower() == "true":
+            from seer.config import ConfigError
+
+            raise ConfigError("the accelerate config sets fsdp_config.fsdp_offload_params: true, which seer's sharding "
+                              "does not implement; set it to false (recipes/accelerate/fsdp.yaml)")
 
     @property
     def is_main(self) -> bool:
