@@ -113,7 +113,7 @@ def accelerate_cli():
         pytest.fail("the accelerate launcher is not on PATH (pip install accelerate)")
 
 
-def test_rlvr_sharded_matches_one_process_and_resumes_unsharded(tmp_path, accelerate_cli):
+def test_rlvr_sharded_matches_one_process(tmp_path, accelerate_cli):
     # 7 phase-1 quadruplets in steps of 3: the third step has 1 query for 2 processes (rank 1 pads)
     data = write_stub_data(tmp_path / "data", n_phase1=7, n_phase2=3)
     args = ["--model", str(data["base"]), "--quadruplets", str(data["quadruplets"]), "--group_size", "4",
