@@ -22,6 +22,7 @@ run's records are those of an uninterrupted one. Only the main process writes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -308,6 +309,72 @@ def check_inputs(cfg: Any, old_config: dict[str, Any]) -> None:
                               "inputs, or start afresh with --overwrite")
 
 
+# -- sharded θ (FSDP2): checkpoints always hold full tensors ---------------------------------------------------------
+def _is_sharded(t: Any) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """``t`` gathered to its full shape when it is a shard (an all-gather: every process must call it)."""
+    return t.full_tensor().detach() if _is_sharded(t) else t.detach()
+
+
+def full_optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``optimizer.state_dict()`` with every sharded tensor gathered, so a checkpoint written by N sharded processes
+    has the layout one process writes (and loads). Collective when sharded: every process must call it."""
+    state = optimizer.state_dict()
+    if not any(_is_sharded(p) for g in optimizer.param_groups for p in g["params"]):
+        return state
+    state["state"] = {i: {k: full_tensor(v).cpu() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+                      for i, s in state["state"].items()}
+    return state
+
+
+def shard_like(full: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """This process's shard of ``full`` laid out as the sharded ``param`` (a full tensor of another shape, e.g.
+    AdamW's scalar step, is returned as is). Every process holds ``full``, so each slices it locally: no traffic."""
+    if not _is_sharded(param) or tuple(full.shape) != tuple(param.shape):
+        return full
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full.detach().to(param.device, param.dtype), param.device_mesh, param.placements,
+                             src_data_rank=None)
+
+
+def _shard_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> dict[str, Any]:
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if not any(_is_sharded(p) for p in params):
+        return state
+    by_index = {}
+    for saved_group, group in zip(state["param_groups"], optimizer.param_groups, strict=False):
+        by_index.update(zip(saved_group["params"], group["params"], strict=False))
+    state = dict(state)
+    state["state"] = {i: {k: shard_like(v, by_index[i]) if isinstance(v, torch.Tensor) and i in by_index else v
+                          for k, v in s.items()} for i, s in state["state"].items()}
+    return state
+
+
+@contextlib.contextmanager
+def full_parameters(module: torch.nn.Module | None) -> Any:
+    """Within the block, ``module``'s sharded parameters are replaced by full copies (an all-gather on every
+    process), so a backend's own ``save()`` writes the same files as an unsharded run; the shards are put back
+    after. No FSDP forward may run inside the block."""
+    swapped = []
+    try:
+        if module is not None:
+            for sub in module.modules():
+                for name, p in list(sub._parameters.items()):
+                    if p is not None and _is_sharded(p):
+                        swapped.append((sub, name, p))
+                        sub._parameters[name] = torch.nn.Parameter(full_tensor(p), requires_grad=p.requires_grad)
+        yield
+    finally:
+        for sub, name, p in swapped:
+            sub._parameters[name] = p
+
+
 # -- checkpoints --------------------------------------------------------------------------------------------------
 def _checkpoint_names(run_dir: Path) -> list[Path]:
     """The checkpoint folders present: ``state``, ``state.1`` …, and a legacy ``.state.old``."""
@@ -479,12 +546,16 @@ class Run:
                    extra: dict[str, Any] | None = None) -> None:
         """Atomically write ``state/`` (θ, optimizer, RNG states, the cursor and a manifest of their hashes); the
         previous checkpoints shift to ``state.1`` … and the oldest beyond ``keep_checkpoints`` is removed."""
+        # gathered on every process (collectives when θ is sharded), written by the main one: the files are those
+        # of an unsharded run, so a sharded run resumes unsharded and the other way round
+        theta = [full_tensor(p).cpu() for p in backend.trainable_parameters()]
+        opt_state = full_optimizer_state(optimizer)
         if not self.is_main:
             return
         tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=f".{STATE_DIR}."))
         try:
-            torch.save([p.detach().cpu() for p in backend.trainable_parameters()], tmp / "theta.pt")
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(theta, tmp / "theta.pt")
+            torch.save(opt_state, tmp / "optimizer.pt")
             torch.save(rng_state(), tmp / "rng.pt")
             atomic_write_json(tmp / "cursor.json", {**asdict(cursor), **(extra or {})})
             atomic_write_json(tmp / MANIFEST, {"step": cursor.step, "files": checkpoint_manifest(tmp)})
@@ -513,14 +584,17 @@ class Run:
     def save_model(self, backend: Any, name: str = MODEL_DIR) -> Path:
         """Atomically write a full backend checkpoint to ``<run>/<name>/``."""
         target = self.dir / name
-        if self.is_main:
-            tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=f".{name}."))
-            try:
-                backend.save(tmp)
-                atomic_replace_dir(tmp, target)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+        train_module = getattr(backend, "train_module", None)
+        # a sharded θ is gathered on every process (collective), then saved by the main one as a full checkpoint
+        with full_parameters(train_module() if callable(train_module) else None):
+            if self.is_main:
+                tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=f".{name}."))
+                try:
+                    backend.save(tmp)
+                    atomic_replace_dir(tmp, target)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
         return target
 
 
@@ -553,8 +627,11 @@ def load_state(run_dir: Path, backend: Any, optimizer: torch.optim.Optimizer) ->
             )
         with torch.no_grad():
             for p, t in zip(params, theta, strict=True):
-                p.copy_(t.to(p.device, p.dtype))
-        optimizer.load_state_dict(opt_state)
+                if _is_sharded(p):  # the checkpoint is full: keep this process's shard
+                    p.to_local().copy_(shard_like(t, p).to_local())
+                else:
+                    p.copy_(t.to(p.device, p.dtype))
+        optimizer.load_state_dict(_shard_optimizer_state(optimizer, opt_state))
         set_rng_state(rng)
         if problems or folder.name != STATE_DIR:
             print(f"seer: warning: resuming from {folder} (step {info['step']})", file=sys.stderr)

@@ -36,9 +36,10 @@ def test_recipes_load_with_paper_values(size):
 def test_accelerate_configs_parse_and_none_claims_sharding():
     from accelerate.commands.config.config_args import load_config_from_file
 
-    expected = {"single_gpu": "NO", "gpu_ddp": "MULTI_GPU", "cpu_ddp": "MULTI_GPU"}  # cpu_ddp: MULTI_GPU + use_cpu
+    # cpu_ddp: MULTI_GPU + use_cpu; fsdp: the stages shard θ themselves (tests/test_distributed_fsdp.py); no DeepSpeed
+    expected = {"single_gpu": "NO", "gpu_ddp": "MULTI_GPU", "cpu_ddp": "MULTI_GPU", "fsdp": "FSDP"}
     names = sorted(f.stem for f in (RECIPES / "accelerate").glob("*.yaml"))
-    assert names == sorted(expected)  # FSDP / DeepSpeed configs were removed: the stages do not shard (own_model.md)
+    assert names == sorted(expected)
     for name in names:
         cfg = load_config_from_file(str(RECIPES / "accelerate" / f"{name}.yaml"))
         assert cfg.distributed_type.value == expected[name]
@@ -51,7 +52,7 @@ def test_a_sharded_launch_fails_instead_of_replicating(var, tmp_path, monkeypatc
 
     tiny = build_tiny_janus(tmp_path / "tiny")
     monkeypatch.setenv(var, "true")
-    with pytest.raises(BackendError, match=f"{var}=true.*full replica"):
+    with pytest.raises(BackendError, match=f"{var}=true.*Janus backend cannot be sharded"):
         JanusBackend.load(tiny)
 
 

@@ -164,15 +164,16 @@ def cpu_supports_bf16() -> bool:
 
 
 def check_not_sharded_launch() -> None:
-    """Raise when ``accelerate launch`` was given an FSDP or DeepSpeed config: the stages replicate the model in
-    every process (they never pass it through ``accelerator.prepare``), so such a launch would run replicated
-    processes with the memory of one full copy each while the user expects sharding (docs/own_model.md)."""
+    """Raise when ``accelerate launch`` was given an FSDP or DeepSpeed config. The stages shard θ under FSDP
+    (seer.stages.common.Sharding) only for backends whose train module holds θ alone; Janus's also holds the frozen
+    generator ϕ, and its image-generation and reference paths were never run on a sharded model, so such a launch
+    stops here, before the weights are read. DeepSpeed is not used by the stages at all."""
     for var, what in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
         if os.environ.get(var, "").lower() in ("1", "true", "yes"):
-            raise BackendError(f"launched with an accelerate {what} config ({var}={os.environ[var]}), but the seer "
-                               "stages do not shard the model: every process would hold a full replica. Use "
-                               "recipes/accelerate/gpu_ddp.yaml (data parallel) or LoRA (recipes/janus_pro_7b); see "
-                               "docs/own_model.md, 'Known gaps'")
+            raise BackendError(f"launched with an accelerate {what} config ({var}={os.environ[var]}), but the Janus "
+                               "backend cannot be sharded yet (its train module also holds the frozen generator ϕ). "
+                               "Use recipes/accelerate/gpu_ddp.yaml (data parallel) or LoRA (recipes/janus_pro_7b); "
+                               "see docs/own_model.md, 'Sharding θ (FSDP)'")
 
 
 def resolve_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:

@@ -14,6 +14,10 @@ numbers of groups (the last batch of an epoch), which DDP's per-backward synchro
 hangs; the sum of the per-process losses is exactly the mean over the global batch, so one process and N processes
 take the same step. Per-query seeds depend on the query's position in the global batch, never on the process, so the
 rollouts do not depend on the number of processes either.
+
+Launched with an FSDP config (``recipes/accelerate/fsdp.yaml``), θ is sharded instead (:class:`Sharding`): the
+gradients are reduce-scattered by FSDP, not all-reduced here, and each process keeps 1/N of θ, of its gradient and of
+the optimizer state; checkpoints still hold the full θ.
 """
 
 from __future__ import annotations
@@ -84,6 +88,22 @@ class Dist:
 
             state = PartialState(cpu=cpu)  # cpu: gloo even where CUDA exists
             self.rank, self.world = state.process_index, state.num_processes
+        # `accelerate launch` with an FSDP config (recipes/accelerate/fsdp.yaml) says so in the environment; seer
+        # then shards θ itself with torch's FSDP2 (see Sharding), because accelerate enables FSDP only on
+        # accelerators (it never reaches its FSDP code for CPU/gloo processes) and seer's loop needs control over
+        # when θ is gathered and when gradients are reduced
+        self.sharded = self.world > 1 and os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true", "yes")
+        if self.sharded and os.environ.get("FSDP_VERSION", "1") != "2":
+            from seer.config import ConfigError
+
+            raise ConfigError(f"the accelerate config asks for FSDP version {os.environ.get('FSDP_VERSION', '1')}; "
+                              "seer shards with FSDP2 only: set fsdp_config.fsdp_version: 2 (see "
+                              "recipes/accelerate/fsdp.yaml)")
+        if self.sharded and os.environ.get("FSDP_OFFLOAD_PARAMS", "").lower() == "true":
+            from seer.config import ConfigError
+
+            raise ConfigError("the accelerate config sets fsdp_config.fsdp_offload_params: true, which seer's sharding "
+                              "does not implement; set it to false (recipes/accelerate/fsdp.yaml)")
 
     @property
     def is_main(self) -> bool:
@@ -134,6 +154,82 @@ class Dist:
             import torch.distributed as dist
 
             dist.barrier()
+
+
+# backends whose θ cannot be handed to FSDP as it is, and why (checked before anything is sharded)
+NOT_SHARDABLE = {
+    "token_umm": "its ϕ (the image-token rows of the embedding and output matrices) lives inside θ's tensors, which "
+                 "FSDP would shard; the backend keeps references to the unsharded tensors to restore ϕ",
+    "janus": "its train module also holds the frozen generator ϕ (which FSDP would shard) and its image generation "
+             "and reference paths have not been run on a sharded model",
+}
+
+
+class Sharding:
+    """θ sharded over the processes with torch's FSDP2 (``fully_shard``): between steps each process holds 1/N of
+    θ, of its gradient and of AdamW's state (the optimizer is built over the shards).
+
+    A step gathers θ once at its start (:meth:`step`: one all-gather per FSDP unit) and keeps it gathered until the
+    optimizer step, so the rollouts' decode loops — which stop early per process and differ in length — and the
+    update's forwards make no collective calls and need not run in lockstep. The only collectives of a step are that
+    all-gather, the gradients' reduce-scatter at the end of the last backward (every earlier backward accumulates
+    locally: ``set_requires_gradient_sync(False)``), the gradient norm and the reshard; every process reaches each
+    of them because each runs at least one backward (``train_phases`` gives a process without a query a padding
+    query of weight 0). Peak memory is one full θ plus the shards (as DeepSpeed ZeRO-3 gathers θ for generation);
+    what is saved is the gradient and the optimizer state (16 bytes per θ parameter in float32 AdamW, 1/N of it per
+    process). The frozen reference model and ϕ are not sharded: each process keeps its own copy."""
+
+    def __init__(self, backend: Any, dist: Dist, device: str) -> None:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import FSDPModule, fully_shard
+
+        from seer.config import ConfigError
+
+        kind = getattr(backend, "kind", type(backend).__name__)
+        if kind in NOT_SHARDABLE:
+            raise ConfigError(f"launched with an FSDP accelerate config, but the {kind} backend cannot be sharded yet: "
+                              f"{NOT_SHARDABLE[kind]}. Use recipes/accelerate/gpu_ddp.yaml (data parallel) or LoRA; "
+                              "see docs/own_model.md, 'Sharding θ (FSDP)'")
+        module = backend.train_module()
+        mesh = init_device_mesh(torch.device(device).type, (dist.world,))
+        # one FSDP unit per transformer block (HF models name them in _no_split_modules; accelerate's
+        # fsdp_transformer_layer_cls_to_wrap adds names), then the rest of the module as the root unit
+        names = set(getattr(module, "_no_split_modules", None) or [])
+        names |= {n.strip() for n in os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "").split(",") if n.strip()}
+        for sub in reversed(list(module.modules())):
+            if sub is not module and type(sub).__name__ in names and not isinstance(sub, FSDPModule):
+                fully_shard(sub, mesh=mesh)
+        fully_shard(module, mesh=mesh)
+        self.module = module
+        self.units = [m for m in module.modules() if isinstance(m, FSDPModule)]
+        self.world = dist.world
+        backend.use_train_module(module)
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """θ gathered for the block (rollouts and update); resharded after it."""
+        for unit in self.units:
+            unit.set_reshard_after_forward(False, recurse=False)
+            unit.set_reshard_after_backward(False, recurse=False)
+            unit.unshard()
+        try:
+            yield
+        finally:
+            for unit in self.units:
+                unit.set_reshard_after_forward(True, recurse=False)
+                unit.set_reshard_after_backward(True, recurse=False)
+                unit.set_requires_gradient_sync(True, recurse=False)
+                unit.reshard()
+
+    def sync_gradients(self, sync: bool) -> None:
+        """Whether the next backward reduce-scatters the gradients (the last of a step) or accumulates locally."""
+        for unit in self.units:
+            unit.set_requires_gradient_sync(sync, recurse=False)
+
+    def local_fraction(self) -> float:
+        """The fraction of θ's elements this process holds."""
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        return sum(p.to_local().numel() for p in params) / max(sum(p.numel() for p in params), 1)
 
 
 @contextlib.contextmanager
@@ -207,15 +303,20 @@ def make_optimizer(backend: Any, cfg: Any, lr: float) -> torch.optim.Optimizer:
 
 
 def grpo_update(
-    backend: Any, optimizer: torch.optim.Optimizer, groups: list[Group], cfg: Any, dist: Dist, n_global: int
+    backend: Any, optimizer: torch.optim.Optimizer, groups: list[Group], cfg: Any, dist: Dist, n_global: int,
+    sharding: Sharding | None = None, weight: float = 1.0,
 ) -> dict[str, float]:
     """One GRPO step (μ = 1) over this process's groups; returns metric sums (to be summed over processes).
 
     The groups are scored ``cfg.groups_per_forward`` at a time (0 = all in one ``token_logprobs`` call: on a CPU,
     one forward of 64 rows costs little more than one of 8); each group's loss is its own (Eq. 6 over its G
     completions, divided by the global number of queries), so the chunking changes speed, never the step."""
-    params = backend.trainable_parameters()
+    # the optimizer's parameters: with sharding, the shards (trainable_parameters() names the gathered tensors
+    # while θ is gathered, and the reduced gradients land on the shards)
+    params = [p for g in optimizer.param_groups for p in g["params"]] if sharding else backend.trainable_parameters()
     optimizer.zero_grad(set_to_none=True)
+    # FSDP averages the reduced gradients over the processes; the losses here are already shares of the global mean
+    scale = weight * (dist.world if sharding else 1)
     sums: dict[str, float] = defaultdict(float)
     per_forward = cfg.groups_per_forward or max(len(groups), 1)
     for start in range(0, len(groups), per_forward):
@@ -239,9 +340,15 @@ def grpo_update(
             sums["kl_sum"] += stats.kl
             sums["clip_tokens"] += stats.clip_fraction * stats.tokens
             sums["tokens"] += stats.tokens
-        total.backward()
-    dist.sum_grads(params)
-    if cfg.grad_clip > 0:
+        if sharding is not None:
+            sharding.sync_gradients(start + per_forward >= len(groups))  # reduce-scatter once, after the last
+        (total * scale).backward()
+    if sharding is None:
+        dist.sum_grads(params)
+    if sharding is not None:  # the norm of the sharded gradient (a collective): the unclipped one when grad_clip 0
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+    elif cfg.grad_clip > 0:
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     else:
         norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
@@ -320,6 +427,7 @@ def train_phases(
     dist: Dist,
     cursor: Cursor,
     extra_metrics: dict[str, str] | None = None,
+    sharding: Sharding | None = None,
 ) -> Cursor:
     """Run the curriculum from ``cursor`` to the end (or to ``cfg.max_steps``), checkpointing as configured.
     Returns the final cursor."""
@@ -353,11 +461,21 @@ def train_phases(
         order = np.random.default_rng([cfg.seed, cursor.phase, cursor.epoch]).permutation(len(phase.queries))
         batch = order[cursor.batch * Q : (cursor.batch + 1) * Q]
         timings: dict[str, float] = defaultdict(float)
-        shard = range(dist.rank, len(batch), dist.world)  # this process's share of the batch
+        shard = list(range(dist.rank, len(batch), dist.world))  # this process's share of the batch
+        # sharded θ: every process must reach the step's gradient reduce-scatter with a backward of its own, so one
+        # left without a query (a batch smaller than the process count) takes a padding query of weight 0, which
+        # changes neither the step nor the metrics
+        padding = sharding is not None and not shard
+        if padding:
+            shard = [dist.rank % len(batch)]
         seeds = [derive_seed(cfg.seed, cursor.phase, cursor.epoch, cursor.batch * Q + pos) for pos in shard]
-        groups = rollouts([phase.queries[batch[pos]] for pos in shard], seeds, timings) if seeds else []
-        with timed(timings, "update"):
-            sums = grpo_update(backend, optimizer, groups, cfg, dist, n_global=len(batch))
+        with sharding.step() if sharding is not None else contextlib.nullcontext():
+            groups = rollouts([phase.queries[batch[pos]] for pos in shard], seeds, timings) if seeds else []
+            with timed(timings, "update"):
+                sums = grpo_update(backend, optimizer, groups, cfg, dist, n_global=len(batch), sharding=sharding,
+                                   weight=0.0 if padding else 1.0)
+        if padding:
+            sums, groups = defaultdict(float, grad_norm=sums["grad_norm"]), []
         sums.update(group_sums(groups))
         for k in TIME_KEYS:
             sums[f"time_{k}"] = timings[k]
@@ -441,12 +559,14 @@ def run_stage(
     run = Run(cfg, dist.is_main, derived=summary)
     dist.barrier()  # the main process has cleaned the run directory before any process reads a checkpoint
     try:
+        # θ is sharded before the optimizer is built, so AdamW's state is made for (and holds) the shards only
+        sharding = Sharding(backend, dist, cfg.device) if dist.sharded else None
         optimizer = make_optimizer(backend, cfg, phases[0].lr)
         cursor = Cursor()
         if cfg.resume:
             cursor, _ = load_state(cfg.run_dir, backend, optimizer)
         run.open_writers(purge_after=cursor.step)
-        train_phases(cfg, backend, optimizer, phases, rollouts, run, dist, cursor, extra_metrics)
+        train_phases(cfg, backend, optimizer, phases, rollouts, run, dist, cursor, extra_metrics, sharding)
         run.save_model(backend)
     except BaseException:
         run.close()
