@@ -216,3 +216,16 @@ def write_backend_meta(path: str | Path, kind: str, **extra: Any) -> None:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / BACKEND_FILE).write_text(json.dumps({"kind": kind, **extra}, indent=2, sort_keys=True) + "\n")
+
+
+def cache_keyword(model_cls: type) -> str:
+    """The forward argument (and output field) that carries the KV cache: ``cache`` from the transformers release
+    that deprecated ``past_key_values`` (a FutureWarning, removed in 5.40), ``past_key_values`` in the older releases
+    seer admits."""
+    import inspect
+
+    try:
+        params = inspect.signature(model_cls.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"

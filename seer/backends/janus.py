@@ -49,6 +49,7 @@ from seer.backends.base import (
     Completion,
     Context,
     SamplingParams,
+    cache_keyword,
     per_context_seeds,
     write_backend_meta,
 )
@@ -263,16 +264,6 @@ def _row_seed(*entropy: int) -> int:
     return int((int(words[0]) << 31) ^ int(words[1])) & ((1 << 63) - 1)
 
 
-def _cache_keyword(model_cls: type) -> str:
-    """The forward argument that carries the KV cache: ``cache`` from the transformers release that deprecated
-    ``past_key_values`` (a FutureWarning, removed in 5.40), ``past_key_values`` in the older releases we admit."""
-    try:
-        params = inspect.signature(model_cls.forward).parameters
-    except (TypeError, ValueError):
-        return "past_key_values"
-    return "cache" if "cache" in params else "past_key_values"
-
-
 class _GuidedSeededSampler:
     """Logits processor for Janus image tokens: classifier-free guidance then one sample per image from its own RNG.
 
@@ -330,7 +321,7 @@ class JanusBackend:
         self._frozen_adapter = frozen_adapter  # a LoRA view that shares a base and is never trained (the evaluator)
         self.device = next(janus.parameters()).device
         self.dtype = _DTYPES[options.dtype]  # the compute dtype (θ may be kept in float32: master_weights)
-        self._cache_kw = _cache_keyword(type(janus))
+        self._cache_kw = cache_keyword(type(janus))
         self._train_wrapper: torch.nn.Module | None = None
         self._reference: Any = None  # frozen model copy, or the name of a frozen LoRA adapter
         self._initial: torch.nn.Module | None = None  # the model as loaded (full FT reference / initial generator)

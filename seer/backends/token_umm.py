@@ -51,6 +51,7 @@ from seer.backends.base import (
     Completion,
     Context,
     SamplingParams,
+    cache_keyword,
     check_image,
     per_context_seeds,
     read_backend_meta,
@@ -78,6 +79,7 @@ DTYPES = ("float32", "bfloat16")
 _MODEL_FILES = ("config.json", "model.safetensors")
 _TOKENIZER_FILE = "tokenizer.json"
 _ALIGNER_FILE = "aligner.safetensors"
+_CACHE = cache_keyword(LlamaForCausalLM)  # "cache" where transformers deprecates past_key_values
 
 
 def collate(examples: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -506,7 +508,7 @@ class TokenUMMBackend:
         with self._autocast():
             out = self.net(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True,
                            logits_to_keep=1)
-        cache, logits = out.past_key_values, out.logits[:, -1].float()
+        cache, logits = getattr(out, _CACHE), out.logits[:, -1].float()
         if row_of is not None:
             index = torch.as_tensor(row_of, dtype=torch.long, device=dev)
             cache.reorder_cache(index)  # (P, ...) → (B, ...): index_select along the batch
@@ -527,8 +529,8 @@ class TokenUMMBackend:
             attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=dev)], 1)
             with self._autocast():
                 out = self.net(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
-                               past_key_values=cache, use_cache=True)
-            cache, logits = out.past_key_values, out.logits[:, -1].float()
+                               use_cache=True, **{_CACHE: cache})
+            cache, logits = getattr(out, _CACHE), out.logits[:, -1].float()
             next_pos = next_pos + 1
         T = torch.stack(tokens, 1).cpu()  # (B, steps)
         LP = torch.stack(logps, 1).cpu()
@@ -713,12 +715,12 @@ class TokenUMMBackend:
                          logits_to_keep=1)
             logits = out.logits[index]  # (B, 1, V): predicts completion token 0
             if T > 1:
-                cache = out.past_key_values
+                cache = getattr(out, _CACHE)
                 cache.reorder_cache(index)  # (P, ...) → (B, ...)
                 attn = torch.cat([ctx_attn[index], torch.ones((len(ctxs), T - 1), dtype=torch.long, device=dev)], 1)
                 pos = ctx_pos[index, -1:] + 1 + torch.arange(T - 1, device=dev)  # (B, T-1)
                 rest = module(input_ids=targets[:, : T - 1], attention_mask=attn, position_ids=pos,
-                              past_key_values=cache, use_cache=True).logits  # (B, T-1, V)
+                              use_cache=True, **{_CACHE: cache}).logits  # (B, T-1, V)
                 logits = torch.cat([logits, rest], 1)
         return self._restricted_logprobs(logits, targets)
 
