@@ -139,7 +139,7 @@ class PretrainConfig:
     # world v2 (issue 20): understanding through a frozen vision encoder and a trained aligner; generation's code rows
     # built from the encoder's stem feature of each code's centroid (see PretrainNet). False = the v1 recipe.
     vision: bool = True
-    encoder_steps: int = 3000  # vision encoder training steps (seer.world.vision.EncoderConfig)
+    encoder_steps: int = 2000  # vision encoder training steps (seer.world.vision.EncoderConfig)
     encoder_pool: int = 12000  # renders the vision encoder trains on
 
     def __post_init__(self) -> None:

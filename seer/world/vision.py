@@ -49,7 +49,7 @@ class EncoderConfig:
     dim: int = 64  # feature width
     layers: int = 2  # transformer layers over the 64 cells
     heads: int = 4
-    steps: int = 3000  # training steps (the subject's shape is read only after a plateau: probe 0.76 at 1000 steps)
+    steps: int = 2000  # training steps (the subject's shape is read only after a plateau: probe 0.76 at 1000 steps)
     batch: int = 96  # images per step
     pool: int = 12000  # renders drawn once (with their labels), from which each batch samples
     lr: float = 2e-3
