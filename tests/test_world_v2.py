@@ -217,3 +217,13 @@ def test_gates_compare_each_measurement_with_its_threshold():
     judged = g["single-image judgement, test instructions, ID (renders)"]
     assert judged["met"] is None and judged["note"] == "not pretrained on it"
     assert g["generation subject, concrete captions"]["met"] is None
+
+
+def test_gate_table_counts_met_gates_and_says_why_one_is_not_measured():
+    from seer.world.cli import gate_table
+
+    table = gate_table([{"name": "a", "value": 0.97, "threshold": ">= 0.95", "met": True},
+                        {"name": "b", "value": 0.5, "threshold": ">= 0.95", "met": False},
+                        {"name": "c", "value": None, "threshold": ">= 0.95", "met": None, "note": "v1 base"}])
+    assert "| a | 0.97 | >= 0.95 | met |" in table and "| b | 0.5 | >= 0.95 | missed |" in table
+    assert "not measured (v1 base)" in table and table.endswith("1 of 3 gates met")

@@ -84,7 +84,18 @@ def _report(args) -> int:
 
         atomic_write_text(args.out, text + "\n")
     print(text)
+    print(gate_table(res["gates"]))
     return 0
+
+
+def gate_table(gates: list[dict]) -> str:
+    """The report's gates as a Markdown table (what `seer world report` prints last, and the README quotes)."""
+    mark = {True: "met", False: "missed", None: "not measured"}
+    rows = ["| gate | measured | threshold | |", "|---|---|---|---|"]
+    rows += [f"| {g['name']} | {g['value']} | {g['threshold']} | {mark[g['met']]}"
+             f"{' (' + g['note'] + ')' if g.get('note') and g['met'] is None else ''} |" for g in gates]
+    met = sum(g["met"] is True for g in gates)
+    return "\n".join(rows) + f"\n\n{met} of {len(gates)} gates met"
 
 
 def register(subparsers) -> None:
