@@ -60,6 +60,11 @@ def _build_data(args) -> int:
 
     _threads(args.threads)
     cfg = BuildConfig(**{f.name: getattr(args, f.name) for f in fields(BuildConfig)})
+    if args.shortcut_set_only:
+        from seer.world.build_data import add_shortcut_set
+
+        print(json.dumps(add_shortcut_set(cfg), indent=2))
+        return 0
     print(json.dumps(build_data(cfg), indent=2))
     return 0
 
@@ -107,6 +112,9 @@ def register(subparsers) -> None:
     p = sub.add_parser("build-data", help="write Visual Instruction Elaboration data (samples, quadruplets, PNGs)")
     _add_dataclass_args(p, BuildConfig)
     p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
+    p.add_argument("--shortcut-set-only", action="store_true",
+                   help="only add the shortcut-proof Table 1 set (pairs_shortcut_test.jsonl) to an existing "
+                   "build-data folder --out from an older build; nothing else in it is touched")
     p.set_defaults(func=_build_data)
 
     p = sub.add_parser("show", help="write a PNG grid: renders, round-trips, base generations, naive vs rewritten")
