@@ -33,6 +33,8 @@ PAPER = "paper (Harmon-1.5B, humans)"
 
 # The issue's targets (measured by `seer reproduce` at its defaults, on the world's test set).
 TARGETS = {
+    "shortcut_proof_overall": 0.90,  # issue 21: SEER-Eval on the shortcut-proof set
+    "shortcut_proof_ood_hard": 0.85,
     "seer_eval_total": 0.92,
     "seer_eval_ood_hard": 0.85,
     "zero_shot_max": 0.60,
@@ -91,14 +93,22 @@ def _target(name: str, measured: Any, met: bool | None, detail: str = "") -> dic
 def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue with what was measured and whether it was met (None = not measured)."""
     out = []
+    sp = (report.get("table1_shortcut_proof") or {}).get("seer_eval") or {}
+    if sp:
+        for name, cell, thr in (("overall", sp.get("overall"), TARGETS["shortcut_proof_overall"]),
+                                ("OOD Hard", (sp.get("by_split") or {}).get("ood_hard"),
+                                 TARGETS["shortcut_proof_ood_hard"])):
+            v = (cell or {}).get("accuracy")
+            out.append(_target(f"SEER-Eval on the shortcut-proof set ≥ {thr} ({name})", v,
+                               None if v is None else v >= thr))
     t1 = _rows_by_key(report.get("table1"))
     seer_eval = t1.get("seer_eval", {}).get("accuracy")
     zero = t1.get("zero_shot", {}).get("accuracy")
     total = _cell(seer_eval, "total", "accuracy")
-    out.append(_target(f"SEER-Eval accuracy ≥ {TARGETS['seer_eval_total']} (Total)", total,
+    out.append(_target(f"SEER-Eval accuracy ≥ {TARGETS['seer_eval_total']} (Total, paper-style pairs)", total,
                        None if total is None else total >= TARGETS["seer_eval_total"]))
     ood_hard = _cell(seer_eval, "ood_hard", "accuracy")
-    out.append(_target(f"SEER-Eval accuracy ≥ {TARGETS['seer_eval_ood_hard']} (OOD Hard)", ood_hard,
+    out.append(_target(f"SEER-Eval accuracy ≥ {TARGETS['seer_eval_ood_hard']} (OOD Hard, paper-style pairs)", ood_hard,
                        None if ood_hard is None else ood_hard >= TARGETS["seer_eval_ood_hard"]))
     z = _cell(zero, "total", "accuracy")
     out.append(_target(f"Zero-shot accuracy ≤ {TARGETS['zero_shot_max']}", z,
@@ -168,10 +178,64 @@ def _table1(report: dict[str, Any]) -> str:
             rows.append([label, PAPER, *(fmt(cells[c]) for c in COLUMNS), "–", "–"])
     n = _cell(_rows_by_key(section).get("seer_eval", section["rows"][0]).get("accuracy"), "total", "n")
     return (
-        "## Table 1 — evaluator accuracy on held-out quadruplets\n\n"
+        "## Table 1 (paper-style pairs) — evaluator accuracy on held-out quadruplets\n\n"
+        "The paper's protocol: every pair is a right edit vs the plain p0 image, which \"prefer the edited image\" "
+        "also passes; the shortcut-proof table above is the headline.\n\n"
         "Each test quadruplet is judged twice (chosen image as A, then as B), greedy decoding; accuracy is over all "
         f"judgments (n = {fmt(n)} in Total); an unparseable verdict counts as wrong. Position consistency: the "
         "fraction of quadruplets whose two verdicts pick the same image.\n\n" + _table(header, rows)
+    )
+
+
+def _ci(s: dict[str, Any] | None) -> str:
+    if not s:
+        return "–"
+    return f"{fmt(s.get('accuracy'))} [{fmt(s.get('ci_low'))}, {fmt(s.get('ci_high'))}]"
+
+
+def _table1_shortcut_proof(report: dict[str, Any]) -> str:
+    from seer.eval.shortcut_proof import KIND_LABELS, KINDS, SPLITS
+
+    section = report.get("table1_shortcut_proof")
+    if not section:
+        return ""
+    info = report.get("table1_shortcut_proof_set") or {}
+    split_labels = {"id_simple": "ID Simp", "id_hard": "ID Hard", "ood_simple": "OOD Simp", "ood_hard": "OOD Hard"}
+    header = ["Evaluator", "Overall [95% CI]", *(KIND_LABELS[k] for k in KINDS), *(split_labels[s] for s in SPLITS),
+              "Paper-style pairs (Table 1 Total)"]
+
+    def row(label: str, r: dict[str, Any], paper_style: str = "–") -> list[str]:
+        return [label, _ci(r.get("overall")), *(_ci((r.get("by_kind") or {}).get(k)) for k in KINDS),
+                *(_ci((r.get("by_split") or {}).get(s)) for s in SPLITS), paper_style]
+
+    rows = []
+    for e in section.values():
+        rows.append(row(f"**{e['label']}**", e, fmt(_cell({"t": e.get("paper_style_table1")}, "t", "accuracy"))))
+        ref = e.get("reference") or {}
+        for key, what in (("true_rule_on_reads", "its trace's reads, true rule"),
+                          ("prefer_edit_on_reads", "its trace's reads, prefer the edit")):
+            if ref.get(key):
+                rows.append(row(f"↳ {what}", ref[key]))
+    blind = info.get("blind") or {}
+    for key, label in (("always_the_edit", "Always the edit (reference)"), ("always_a", "Always A (reference)")):
+        if blind.get(key):
+            rows.append([label, _ci(blind[key]), *("–" for _ in (*KINDS, *SPLITS)), "–"])
+    both = ", ".join(f"{e['label']} {fmt((e.get('reference') or {}).get('traces_reading_both_images'))}"
+                     for e in section.values())
+    return (
+        "## Table 1 — evaluator accuracy on the shortcut-proof set (the headline; seer's, not in the paper)\n\n"
+        "The paper's pairs always set the edited image against the plain one, so \"prefer the edited image\" "
+        "passes them. This set (`pairs_shortcut_test.jsonl`, built by `seer world build-data` from the test "
+        f"instructions only, labelled by the judge; {info.get('n_cases', '?')} test cases × 4 kinds = "
+        f"{info.get('n_pairs', '?')} pairs) holds four kinds in equal counts: the right edit vs the plain p0 image "
+        "(the paper's pair), vs another instruction's edit of the same subject, vs a wrong-value edit, and the plain "
+        "image vs an edit that loses the subject (the plain image wins). Each pair is judged greedily in both orders; "
+        "accuracy per pair is the mean of its two orders, 95% bootstrap CI over pairs. \"Always the edit\" and "
+        "\"always A\" score 0.5 here by construction. Under each evaluator, two reference rows from its own "
+        "traces: the true rule (instruction met, p0 kept) and \"prefer the edit\" applied to what the trace says "
+        "each image shows (ties and unread images 0.5) — what the trace knew, beside what the verdict did. Share of "
+        f"traces that read both images: {both}. The last column is the paper-style Table 1 (edit vs plain only), "
+        "kept for comparison with the paper.\n\n" + _table(header, rows)
     )
 
 
@@ -389,6 +453,14 @@ def findings(report: dict[str, Any]) -> list[str]:
     """Plain statements read off the measured numbers, to explain a missed target: the reward signal, groups with
     no spread, evaluator errors, KL, format failures. Each statement cites the numbers it rests on."""
     out = []
+    sp = (report.get("table1_shortcut_proof") or {}).get("seer_eval") or {}
+    if sp:
+        for name, cell, thr in (("overall", sp.get("overall"), TARGETS["shortcut_proof_overall"]),
+                                ("OOD Hard", (sp.get("by_split") or {}).get("ood_hard"),
+                                 TARGETS["shortcut_proof_ood_hard"])):
+            v = (cell or {}).get("accuracy")
+            out.append(_target(f"SEER-Eval on the shortcut-proof set ≥ {thr} ({name})", v,
+                               None if v is None else v >= thr))
     t1 = _rows_by_key(report.get("table1"))
     se = _cell(t1.get("seer_eval", {}).get("accuracy"), "total", "accuracy")
     zs = _cell(t1.get("zero_shot", {}).get("accuracy"), "total", "accuracy")
@@ -529,6 +601,7 @@ def render_report(report: dict[str, Any]) -> str:
     sections = [
         _header(report),
         _targets(report),
+        _table1_shortcut_proof(report),
         _table1(report),
         _shortcut(report),
         _win_table(report, "table2", "Table 2 — SEER vs disjoint (external) reprompters, same generator",

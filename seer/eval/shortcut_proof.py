@@ -43,15 +43,19 @@ SPLITS = ("id_simple", "id_hard", "ood_simple", "ood_hard")
 _ID = re.compile(rf"^sp-({'|'.join(KINDS)})-(.+)$")
 
 
-def make_command(data_dir: str | Path) -> str:
-    """The command that adds this set to an existing build-data folder (nothing else in it is touched)."""
-    return f"seer world build-data --shortcut-set-only --out {data_dir}"
+def make_command(data_dir: str | Path, base: str | Path | None = None, seed: int = 0) -> str:
+    """The command that adds this set to an existing build-data folder (nothing else in it is touched); ``base`` and
+    ``seed`` are the ones the folder was built with."""
+    import shlex
+
+    extra = (f" --base {shlex.quote(str(base))}" if base else "") + (f" --seed {seed}" if seed else "")
+    return f"seer world build-data --shortcut-set-only --out {shlex.quote(str(data_dir))}{extra}"
 
 
-def missing_message(path: Path) -> str:
-    return (f"{path}: missing — the shortcut-proof Table 1 set (four pair kinds from the test instructions), written "
-            f"by build-data since issue 21; the data folder is from an older build-data. Make it with "
-            f"`{make_command(path.parent)}` (adds only this file and its images), then rerun")
+def missing_message(path: Path, base: str | Path | None = None, seed: int = 0) -> str:
+    return (f"{path}: missing — the shortcut-proof Table 1 set (four pair kinds from the test instructions) that "
+            f"build-data writes since issue 21; this data folder is from an older build-data. Make it with "
+            f"`{make_command(path.parent, base, seed)}` (adds only this file and its images), then rerun")
 
 
 def pair_id(kind: str, case: str) -> str:
@@ -76,12 +80,13 @@ def split_of(q: Quadruplet) -> str:
     return f"{q.distribution}_{q.difficulty}"
 
 
-def load_pairs(path: str | Path, *, check_images: bool = True) -> list[Quadruplet]:
-    """Load the set; a missing file names the command that makes it; a bad id, or kinds in unequal counts (the set
-    would no longer score "prefer the edit" at 0.5), raise ``FILE:LINE: field …``."""
+def load_pairs(path: str | Path, *, check_images: bool = True, base: str | Path | None = None,
+               seed: int = 0) -> list[Quadruplet]:
+    """Load the set; a missing file names the command that makes it (with ``base`` and ``seed``); a bad id, or kinds
+    in unequal counts (the set would no longer score "prefer the edit" at 0.5), raise ``FILE:LINE: field …``."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(missing_message(path))
+        raise DataError(missing_message(path, base, seed))
     pairs = load_quadruplets(path, check_images=check_images)
     for line, q in enumerate(pairs, 1):
         if _ID.match(q.id) is None:
