@@ -196,3 +196,35 @@ def test_rlmt_both_orders_reward_and_position_inconsistency():
     single = load_config(RLMTConfig, world_recipe("rlmt"), flags={"evaluator": "e", "samples": "s",
                                                                   "judge_both_orders": False})
     assert rlmt.judge_rewards(single, [v["A"], v["A"]], ["A", "B"])[0] == [1.0, 0.0]
+
+
+# -- item 4: images right on their own, with a paired test ------------------------------------------------------------
+def test_right_on_own_rates_cis_and_paired_test():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from seer.data import Sample
+    from seer.eval.win_ratio import right_on_own
+
+    samples = [Sample(f"t{i}", "make it red", "a cat", ("material_synthesis", "constraint_reasoning")[i % 2],
+                      "test", "id") for i in range(20)]
+    # the image's mean brightness is its verdict: right when bright (the judge reads nothing else)
+    def system(label, right_ids):
+        return SimpleNamespace(label=label, image=lambda sid: np.full((4, 4, 3), 255 if sid in right_ids else 0,
+                                                                      np.uint8))
+
+    judge = SimpleNamespace(name="bright", assess=lambda s, im: SimpleNamespace(satisfied=im.mean() > 128,
+                                                                                 subject_kept=True))
+    base_right = {"t0", "t1"}
+    seer_right = {f"t{i}" for i in range(12)}  # every case base gets right, and 10 more
+    out = right_on_own(judge, samples, {"seer": system("SEER", seer_right), "base_cot": system("Base", base_right)},
+                       n_boot=200)
+    seer, base = out["rows"]
+    t = seer["cells"]["total"]
+    assert (t["rate"], t["reference_rate"], t["ratio_to_reference"]) == (0.6, 0.1, 6.0)
+    assert (t["only_this_right"], t["only_reference_right"]) == (10, 0)
+    assert t["p_value"] == 2 * 0.5 ** 10  # exact two-sided sign test on the 10 discordant cases
+    assert t["ci_low"] < 0.6 < t["ci_high"]
+    assert seer["cells"]["simple"]["n"] == 10 and seer["cells"]["hard"]["n"] == 10
+    assert "p_value" not in base["cells"]["total"]

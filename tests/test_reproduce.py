@@ -122,6 +122,16 @@ def _write_tiny_data(data_dir, size=(16, 16)):
     write_jsonl(data_dir / "quadruplets_train.jsonl", quads_train)
     write_jsonl(data_dir / "samples_test.jsonl", test)
     write_jsonl(data_dir / "quadruplets_test.jsonl", quads_test)
+    from seer.eval import shortcut_proof as SP
+
+    proof = []
+    for q in quads_test:  # the shortcut-proof set: four kinds per test quadruplet
+        for kind, (a, b) in zip(SP.KINDS, ((q.image_chosen, q.image_rejected), (q.image_chosen, img(f"{q.id}o.png")),
+                                           (q.image_chosen, img(f"{q.id}w.png")), (q.image_rejected,
+                                                                                   img(f"{q.id}l.png"))), strict=True):
+            proof.append(Quadruplet(SP.pair_id(kind, q.id), 2, q.instruction, q.prompt, q.category, a, b, "test",
+                                    q.distribution))
+    write_jsonl(data_dir / SP.PAIRS_FILE, proof)
 
 
 class BrightnessJudge:
@@ -174,6 +184,11 @@ def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
     assert all(r["other_edit"]["n_decided_judgements"] + r["other_edit"]["n_tie_judgements"] == 16
                for r in report["shortcut"]["rows"])
     assert report["table1"]["rows"][0]["accuracy"]["total"]["n"] == 16  # 8 quadruplets x 2 orders
+    proof = report["table1_shortcut_proof"]
+    assert list(proof) == ["zero_shot", "phase1", "seer_eval"]
+    assert all(e["overall"]["n_pairs"] == 32 and set(e["by_kind"]) == set(e_kinds) for e in proof.values()
+               for e_kinds in [("right_vs_plain", "right_vs_other", "right_vs_wrong", "plain_vs_lost")])
+    assert report["table1_shortcut_proof_set"]["blind"]["always_the_edit"]["accuracy"] == 0.5
     assert [r["key"] for r in report["table3"]["rows"]] == ["naive", "base_cot", "rlvr_only"]
     assert report["table2"]["rows"][0]["avg_words"] > report["table2"]["rows"][1]["avg_words"]
     assert set(report["failure_modes"]) == {"base", "rlvr_only", "seer"}
@@ -191,6 +206,7 @@ def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
     assert len(report["figures"]["grids"]) == 4 and all((out / p).is_file() for p in report["figures"]["grids"])
     text = md.read_text()
     assert "## Table 1" in text and "## Evaluator shortcut probe" in text and "## Targets" in text
+    assert text.index("shortcut-proof set (the headline") < text.index("## Table 1 (paper-style pairs)")
     assert "paper (Harmon-1.5B, humans)" in text
     # the base's generator (the paper's fixed G) drew RLMT's training images and every compared system's
     rlmt_meta = json.loads((out / "runs/seer/rlmt/meta.json").read_text())

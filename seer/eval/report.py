@@ -35,6 +35,7 @@ PAPER = "paper (Harmon-1.5B, humans)"
 TARGETS = {
     "shortcut_proof_overall": 0.90,  # issue 21: SEER-Eval on the shortcut-proof set
     "shortcut_proof_ood_hard": 0.85,
+    "right_on_own_ratio": 2.0,  # issue 21: SEER's images right on their own vs Base (CoT)'s
     "seer_eval_total": 0.92,
     "seer_eval_ood_hard": 0.85,
     "zero_shot_max": 0.60,
@@ -127,6 +128,16 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     out.append(_target(f"every win-ratio row significant at p < {TARGETS['p_value']}", worst,
                        None if worst is None else worst < TARGETS["p_value"],
                        ", ".join(f"{k}: p={fmt_p(p)}" for k, p in ps.items())))
+    own = {r["key"]: (r.get("cells") or {}).get("total") or {}
+           for r in (report.get("right_on_own") or {}).get("rows", [])}
+    if "seer" in own:
+        ratio, p = own["seer"].get("ratio_to_reference"), own["seer"].get("p_value")
+        out.append(_target(f"SEER's images right on their own ≥ {TARGETS['right_on_own_ratio']}× Base (CoT)'s, "
+                           f"p < {TARGETS['p_value']}", ratio,
+                           None if ratio is None or p is None else ratio >= TARGETS["right_on_own_ratio"]
+                           and p < TARGETS["p_value"],
+                           f"SEER {fmt(own['seer'].get('rate'))} vs {fmt(own['seer'].get('reference_rate'))}, "
+                           f"p={fmt_p(p)}"))
     seer_words = (report.get("table2") or {}).get("seer_avg_words")
     verbose_words = rows.get("verbose_expander", {}).get("avg_words")
     out.append(_target("SEER's reprompts shorter on average than the verbose expander's", seer_words,
@@ -332,6 +343,37 @@ def _judged(report: dict[str, Any]) -> str:
         "attribute it states: the judge's prompt consistency), and both. A win ratio above 0.5 against an opponent "
         "that fails as often says little; these rates say how often each system's image is right.\n\n"
         + _table(header, rows)
+    )
+
+
+def _right_on_own(report: dict[str, Any]) -> str:
+    section = report.get("right_on_own")
+    if not section:
+        return ""
+    ref = section.get("reference", "base_cot")
+    ref_label = next((r["label"] for r in section["rows"] if r["key"] == ref), ref)
+    header = ["System", "Right on its own [95% CI]", "Simple", "Hard", f"× {ref_label}",
+              f"only this / only {ref_label} right", "p (paired, vs " + ref_label + ")"]
+    rows = []
+    for r in section["rows"]:
+        c = r.get("cells") or {}
+        t = c.get("total") or {}
+
+        def rate(cell: dict[str, Any] | None) -> str:
+            return "–" if not cell else f"{fmt(cell['rate'])} [{fmt(cell['ci_low'])}, {fmt(cell['ci_high'])}]"
+
+        paired = r["key"] != ref and "p_value" in t
+        rows.append([r["label"], rate(t), rate(c.get("simple")), rate(c.get("hard")),
+                     fmt(t.get("ratio_to_reference")) if paired else "–",
+                     f"{t['only_this_right']} / {t['only_reference_right']}" if paired else "–",
+                     fmt_p(t.get("p_value")) if paired else "–"])
+    return (
+        "## Images right on their own (leads Tables 2–3; seer's, not in the paper)\n\n"
+        "The share of each system's test images that the judge finds right on their own: the instruction met and the "
+        "prompt kept (its subject and every attribute it states). 95% bootstrap CI over cases; the paired test "
+        f"against {ref_label} is the exact two-sided sign test (McNemar) on the cases where exactly one of the two is "
+        "right. The win ratios below compare pairs; these rates say how often each system's image is right at "
+        "all.\n\n" + _table(header, rows)
     )
 
 
@@ -604,6 +646,7 @@ def render_report(report: dict[str, Any]) -> str:
         _table1_shortcut_proof(report),
         _table1(report),
         _shortcut(report),
+        _right_on_own(report),
         _win_table(report, "table2", "Table 2 — SEER vs disjoint (external) reprompters, same generator",
                    f"Win ratio of SEER's images over the opponent's (ties 0.5), both drawn by {_generator(report)} "
                    "with identical seeds, judged by the judge named above. Paper rows: the external "

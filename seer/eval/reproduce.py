@@ -406,6 +406,8 @@ def step_win_ratio(rep: Reproduction) -> dict[str, Any]:
                          "seer_format_failures": seer.format_failures}
         raw_all.update(raw)
     result["judged"] = {name: W.judged_rates(judge, samples, system) for name, system in systems.items()}
+    result["right_on_own"] = W.right_on_own(judge, samples, systems, reference="base_cot",
+                                            n_boot=rep.protocol.n_boot, seed=rep.seed)
     shares = {name: W.added_word_shares(samples, systems[name]) for name in ("seer", "base_cot", "rlvr_only")}
     seer_top = list(shares["seer"])[:3]
     result["added_words"] = {"seer_top": seer_top, "rows": [
@@ -574,6 +576,7 @@ def build_report(rep: Reproduction) -> dict[str, Any]:
         report["table2"], report["table3"] = wr["table2"], wr["table3"]
         report["diagnostics"] = wr.get("diagnostics")
         report["judged"] = wr.get("judged")
+        report["right_on_own"] = wr.get("right_on_own")
         report["added_words"] = wr.get("added_words")
     if (fm := _result(rep, "failure")) is not None:
         report["failure_modes"] = fm
