@@ -400,7 +400,8 @@ def _failure_modes(report: dict[str, Any]) -> str:
         return ""
     header = ["Policy", "Subset", "n", *(MODE_LABELS[m] for m in MODES)]
     rows = []
-    for policy, label in (("base", "Base (CoT)"), ("rlvr_only", "RLVR-only"), ("seer", "SEER")):
+    for policy, label in (("base", "Base (CoT)"), ("rlvr_only", "RLVR-only"), ("seer", "SEER"),
+                          ("seer_policy_base", "SEER, policy from base")):
         for subset in ("total", "simple", "hard"):
             r = (fm.get(policy) or {}).get(subset)
             if r:

@@ -6,6 +6,8 @@ Steps, in order, each leaving ``<out>/steps/<name>.json`` (its result and wall t
     data        seer world build-data                → <out>/data/
     rlvr        RLVR phase 1 → phase 2 (evaluator)   → <out>/runs/seer/rlvr/{phase1_model,model}
     rlmt        RLMT (reprompting policy)            → <out>/runs/seer/rlmt/model
+    rlmt_from_base  the ablation "SEER, policy from base": RLMT with the policy initialised from the base, the same
+                RLVR evaluator as the judge      → <out>/runs/seer_policy_base/rlmt/model
     table1      evaluator accuracy: zero-shot, phase-1 only, SEER-Eval (the paper-style pairs)
     table1_shortcut_proof  the same evaluators on the shortcut-proof set (four pair kinds; the headline)
     shortcut    seer's probe: does each evaluator read the instruction or prefer the edited image?
@@ -41,6 +43,7 @@ from seer.eval.common import balanced_subset
 from seer.io import atomic_write_json, atomic_write_text
 
 RUN_NAME = "seer"
+ABLATION_RUN = "seer_policy_base"  # RLMT with the policy initialised from the base, judged by the same RLVR evaluator
 GENERATORS = ("base", "seer")
 
 
@@ -112,6 +115,10 @@ class Reproduction:
     @property
     def rlmt_dir(self) -> Path:
         return self.runs_dir / RUN_NAME / "rlmt"
+
+    @property
+    def rlmt_base_dir(self) -> Path:
+        return self.runs_dir / ABLATION_RUN / "rlmt"
 
     @property
     def eval_dir(self) -> Path:
@@ -233,9 +240,27 @@ def step_rlmt(rep: Reproduction) -> dict[str, Any]:
     return {"run_dir": str(rlmt.train(cfg)), "recipe": str(world_recipe("rlmt"))}
 
 
+def step_rlmt_from_base(rep: Reproduction) -> dict[str, Any]:
+    """The ablation the paper implies: the same RLMT, the same RLVR evaluator as the judge, but the policy starts from
+    the base model instead of the RLVR checkpoint, so what RLVR's training did to the policy can be told apart from
+    what RLMT did."""
+    from seer.config import RLMTConfig, load_config
+    from seer.stages import rlmt
+
+    p = rep.protocol
+    cfg = load_config(RLMTConfig, world_recipe("rlmt"), flags={
+        **_stage_flags(rep, rep.rlmt_base_dir), "name": ABLATION_RUN, "evaluator": str(rep.rlvr_dir),
+        "init": str(rep.base_model()),
+        "samples": str(_training_file(rep, "samples.jsonl")), "epochs": p.epochs_rlmt,
+        "judge_both_orders": p.rlmt_both_orders,
+        **({"generator": str(rep.base_model())} if p.generator == "base" else {}),
+    })
+    return {"run_dir": str(rlmt.train(cfg)), "recipe": str(world_recipe("rlmt"))}
+
+
 def _checkpoints(rep: Reproduction) -> dict[str, Path]:
     return {"base": rep.base_model(), "phase1": rep.rlvr_dir / "phase1_model", "rlvr": rep.rlvr_dir / "model",
-            "rlmt": rep.rlmt_dir / "model"}
+            "rlmt": rep.rlmt_dir / "model", "rlmt_base": rep.rlmt_base_dir / "model"}
 
 
 def _open(rep: Reproduction, which: str) -> Any:
@@ -342,11 +367,12 @@ SYSTEMS = (
     ("naive", "Naive concatenation", "naive"),
     ("base_cot", "Base (CoT)", "base"),
     ("rlvr_only", "RLVR-only", "rlvr"),
+    ("seer_policy_base", "SEER, policy from base", "rlmt_base"),  # the ablation (issue 21)
     ("verbose_expander", "VerboseExpander", "VerboseExpander"),
     ("knowledgeable_rewriter", "KnowledgeableRewriter", "KnowledgeableRewriter"),
 )
 TABLE2_OPPONENTS = ("verbose_expander", "knowledgeable_rewriter")
-TABLE3_OPPONENTS = ("naive", "base_cot", "rlvr_only")
+TABLE3_OPPONENTS = ("naive", "base_cot", "rlvr_only", "seer_policy_base")
 
 
 def step_systems(rep: Reproduction) -> dict[str, Any]:
@@ -360,7 +386,7 @@ def step_systems(rep: Reproduction) -> dict[str, Any]:
     generator = opened["base" if rep.protocol.generator == "base" else "rlmt"]
     out = {}
     for name, label, source in SYSTEMS:
-        if source in ("base", "rlvr", "rlmt"):
+        if source in ("base", "rlvr", "rlmt", "rlmt_base"):
             policy = opened[source] if source in opened else _open(rep, source)
             reprompts = W.policy_reprompts(policy, samples, max_new_tokens=rep.protocol.reprompt_max_new_tokens,
                                            desc=f"reprompts: {label}")
@@ -408,7 +434,8 @@ def step_win_ratio(rep: Reproduction) -> dict[str, Any]:
     result["judged"] = {name: W.judged_rates(judge, samples, system) for name, system in systems.items()}
     result["right_on_own"] = W.right_on_own(judge, samples, systems, reference="base_cot",
                                             n_boot=rep.protocol.n_boot, seed=rep.seed)
-    shares = {name: W.added_word_shares(samples, systems[name]) for name in ("seer", "base_cot", "rlvr_only")}
+    shares = {name: W.added_word_shares(samples, systems[name])
+              for name in ("seer", "seer_policy_base", "base_cot", "rlvr_only")}
     seer_top = list(shares["seer"])[:3]
     result["added_words"] = {"seer_top": seer_top, "rows": [
         {"key": name, "label": systems[name].label, "top": [[w, sh] for w, sh in list(shares[name].items())[:3]],
@@ -431,7 +458,8 @@ def step_failure(rep: Reproduction) -> dict[str, Any]:
     systems = _systems(rep)
     judge = _judge(rep)
     return {key: failure_mode_table(classify_system(judge, samples, systems[name]))
-            for key, name in (("base", "base_cot"), ("rlvr_only", "rlvr_only"), ("seer", "seer"))}
+            for key, name in (("base", "base_cot"), ("rlvr_only", "rlvr_only"), ("seer", "seer"),
+                              ("seer_policy_base", "seer_policy_base"))}
 
 
 def step_general(rep: Reproduction) -> dict[str, Any]:
@@ -463,7 +491,7 @@ def step_general(rep: Reproduction) -> dict[str, Any]:
 
 
 HEALTH_KEYS = ("reward_mean", "accuracy_reward_mean", "format_failure_rate", "zero_spread_fraction", "group_std_mean",
-               "kl", "truncation_rate", "win_rate_vs_naive")
+               "kl", "truncation_rate", "win_rate_vs_naive", "position_inconsistent_rate")
 
 
 def training_summary(run_dir: Path) -> dict[str, Any]:
@@ -583,7 +611,8 @@ def build_report(rep: Reproduction) -> dict[str, Any]:
     if (g := _result(rep, "general")) is not None:
         report["general"] = g
     report["training"] = {stage: training_summary(run_dir)
-                          for stage, run_dir in (("rlvr", rep.rlvr_dir), ("rlmt", rep.rlmt_dir))
+                          for stage, run_dir in (("rlvr", rep.rlvr_dir), ("rlmt", rep.rlmt_dir),
+                                                 ("rlmt_from_base", rep.rlmt_base_dir))
                           if (run_dir / "metrics.jsonl").is_file()}
     report["figures"] = {"curves": _curves(rep), "grids": _grids(rep)}
     report["targets"] = check_targets(report)
@@ -601,6 +630,7 @@ STEPS: tuple[tuple[str, Callable[[Reproduction], Any]], ...] = (
     ("data", step_data),
     ("rlvr", step_rlvr),
     ("rlmt", step_rlmt),
+    ("rlmt_from_base", step_rlmt_from_base),
     ("table1", step_table1),
     ("table1_shortcut_proof", step_table1_shortcut_proof),
     ("shortcut", step_shortcut),
