@@ -255,10 +255,10 @@ def _with_wrong_edits(gen, oracle, out: Path, samples: list[Sample], quads: list
     """One more phase-2 pair per training sample: the verified positive vs an image of a rewrite that states a wrong
     value of a targeted attribute (the policy's Type II), verified to keep the subject and fail the instruction. With
     only p0 images as negatives, "the edited image wins" answers every phase-2 pair, and the world's RLVR evaluator
-    learned exactly that (``bench/evaluator_shortcut.py``). Measured with them (docs/world_log.md): 200 phase-2 steps
-    picked the edited image on 69% of the probe's ties (92% without), 400 steps on 89% again, so they slow the shortcut
-    but do not remove it. Drawn from their own random stream, so the rest of the data is the same with or
-    without them."""
+    learned exactly that (``seer world probe evaluator_shortcut``). Measured with them (docs/world_log.md): 200
+    phase-2 steps picked the edited image on 69% of the probe's ties (92% without), 400 steps on 89% again, so they
+    slow the shortcut but do not remove it. Drawn from their own random stream, so the rest of the data is the same
+    with or without them."""
     rng = np.random.default_rng([cfg.seed, 0x5EED])
     prompts = [faithful_reprompt(S.instruction(s.instruction), s.prompt, rng, wrong=True) for s in samples]
     imgs, ok = _retry(gen, oracle, samples, prompts, rng, cfg.retries,

@@ -1,4 +1,4 @@
-"""``seer world pretrain | build-data | show | report``."""
+"""``seer world pretrain | build-data | show | report | probe``."""
 
 from __future__ import annotations
 
@@ -92,6 +92,12 @@ def _report(args) -> int:
     return 0
 
 
+def _probe(args) -> int:
+    from seer.eval.probes import run
+
+    return run(args.name, args.args)
+
+
 def register(subparsers) -> None:
     from seer.world.build_data import BuildConfig
     from seer.world.pretrain import PretrainConfig
@@ -108,6 +114,14 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1500)
     p.set_defaults(func=_oracle)
+
+    from seer.eval.probes import PROBES
+
+    p = sub.add_parser("probe", help="run one of seer's research probes of the world (prints JSON): "
+                       + ", ".join(PROBES), add_help=True)
+    p.add_argument("name", choices=PROBES, help="the probe")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the probe's own arguments (NAME --help lists them)")
+    p.set_defaults(func=_probe)
 
     p = sub.add_parser("build-data", help="write Visual Instruction Elaboration data (samples, quadruplets, PNGs)")
     _add_dataclass_args(p, BuildConfig)

@@ -1,6 +1,6 @@
 """Does an evaluator read the instruction, or prefer whichever image was edited? A probe of the world; prints JSON.
 
-    python bench/evaluator_shortcut.py --data DIR EVALUATOR [EVALUATOR ...]
+    seer world probe evaluator_shortcut --data DIR EVALUATOR [EVALUATOR ...]
 
 Every phase-2 quadruplet sets an edited image against the plain image of p0, so "which image was changed" answers
 all of them. This probe builds two kinds of pairs from the test quadruplets of ``--data`` (``seer world build-data``
@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import torch
 
     from seer.data import load_quadruplets
@@ -35,11 +35,11 @@ def main() -> None:
     from seer.world import load_base
     from seer.world import semantics as S
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="seer world probe evaluator_shortcut", description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="a `seer world build-data` directory (quadruplets_test.jsonl)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("evaluators", nargs="+", help="evaluator model directories")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     _, oracle, _ = load_base(None)
     data = Path(args.data)

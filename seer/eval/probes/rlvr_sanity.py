@@ -1,6 +1,6 @@
 """Can RLVR move the verdict at all? A control for the world's evaluator; prints JSON.
 
-    python bench/rlvr_sanity.py [--base DIR] [--steps 60] [--out DIR]
+    seer world probe rlvr_sanity [--base DIR] [--steps 60] [--out DIR]
 
 Every training quadruplet keeps its prompt but shows an all-black image (chosen) against an all-white one (rejected), so
 the verdict only has to tell two images apart that any model can tell apart. The world recipe
@@ -26,13 +26,13 @@ from seer.stages import rlvr
 from seer.world import ASSETS_BASE
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="seer world probe rlvr_sanity", description=__doc__.splitlines()[0])
     ap.add_argument("--base", default=str(ASSETS_BASE), help="world base directory (umm/ inside)")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--queries", type=int, default=64, help="distinct prompts")
     ap.add_argument("--out", default="", help="run directory parent (default: a temp dir)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     root = Path(args.out or tempfile.mkdtemp(prefix="seer-rlvr-sanity-"))
     save_image(root / "data" / "black.png", np.zeros((32, 32, 3), np.uint8))

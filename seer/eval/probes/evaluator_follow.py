@@ -1,6 +1,6 @@
 """Does an evaluator's verdict follow its own trace? A probe of the world's evaluator priors; prints JSON.
 
-    python bench/evaluator_follow.py --data DIR EVALUATOR [EVALUATOR ...] [--n 48] [--k 8]
+    seer world probe evaluator_follow --data DIR EVALUATOR [EVALUATOR ...] [--n 48] [--k 8]
 
 The judged, balanced and paths priors of ``seer world pretrain`` write a trace that judges each image ("image A shows
 … . prompt yes ." — the paths prior opens with what it checks, "instruction :" or "prompt :") before the verdict.
@@ -70,14 +70,15 @@ def score(texts: list[list[str]], labels: list[str]) -> dict[str, float | int]:
             "accuracy_prompt_path": rate(sum(correct["prompt"]), len(correct["prompt"]))}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="seer world probe evaluator_follow", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="a `seer world build-data` output directory")
     ap.add_argument("evaluators", nargs="+", help="model directories (runs/…/rlvr/model, seer/world/assets/base/umm)")
     ap.add_argument("--n", type=int, default=48, help="training quadruplets per phase")
     ap.add_argument("--k", type=int, default=8, help="sampled completions per pair")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     from seer.backends.base import SamplingParams, load_backend
 
     data = Path(args.data)

@@ -1,6 +1,6 @@
 """A world base's image generation at several classifier-free guidance scales; prints JSON.
 
-    python bench/generation_guidance.py [--base DIR] [--data DIR] [--scales 1,2] [--n 192] [--seed 0]
+    seer world probe generation_guidance [--base DIR] [--data DIR] [--scales 1,2] [--n 192] [--seed 0]
 
 Per scale: generation accuracy per attribute on ``--n`` fresh concrete captions (as ``seer world report``'s
 ``generation``), and how often the image of each test sample's correct concrete rewrite satisfies its instruction
@@ -33,14 +33,14 @@ def measure(base: str | None, data: str | None, scales: list[float], n: int, see
     return res
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="seer world probe generation_guidance", description=__doc__.split("\n")[0])
     ap.add_argument("--base", default=None, help="a base directory (default: the shipped base)")
     ap.add_argument("--data", default=None, help="world data directory (default: the shipped data)")
     ap.add_argument("--scales", default="1,2", help="comma-separated guidance scales (>= 1)")
     ap.add_argument("--n", type=int, default=192, help="fresh concrete captions per scale")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     scales = [float(s) for s in args.scales.split(",")]
     print(json.dumps(measure(args.base, args.data, scales, args.n, args.seed), indent=2))
 

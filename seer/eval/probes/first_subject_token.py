@@ -1,6 +1,6 @@
 """Where does a world base's image generation lose the caption's colour? A probe; prints JSON.
 
-    python bench/first_subject_token.py [--base DIR] [--n 128] [--seed 0]
+    seer world probe first_subject_token [--base DIR] [--n 128] [--seed 0]
 
 Every subject cell of a world render is one patch (colour x material x style), so in token order only the first
 subject token depends on the caption's colour and material words; every later subject token can copy it. For ``--n``
@@ -118,12 +118,12 @@ def probe(base: str | None, n: int, seed: int) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="seer world probe first_subject_token", description=__doc__.split("\n")[0])
     ap.add_argument("--base", default=None, help="a base directory (default: the shipped base)")
     ap.add_argument("--n", type=int, default=128, help="captions that state the colour")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     print(json.dumps(probe(args.base, args.n, args.seed), indent=2))
 
 
