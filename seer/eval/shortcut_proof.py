@@ -16,8 +16,9 @@ answering A where both images are edited) and so does "always A". Records are :c
 (``image_chosen`` = the judge's winner) with ids ``sp-<kind>-<test case id>``. seer's; the paper has no such set.
 
 Two reference rows come with each evaluator, from its own greedy traces (``image A shows … image B shows …``): the
-true rule (instruction met and p0 kept) applied to the trace's reads, and "prefer the edit" applied to the same reads
-(the image whose read differs more from the plain p0). They show what the trace knew and what the verdict made of it.
+true rule (the judge's: p0 kept first, then the instruction met) applied to the trace's reads, and "prefer the edit"
+applied to the same reads (the image whose read differs more from the plain p0). They show what the trace knew and
+what the verdict made of it.
 """
 
 from __future__ import annotations
@@ -181,14 +182,16 @@ def world_trace_reads(text: str) -> dict[str, dict[str, str]]:
     return {x: {**S.DEFAULTS, **S.parse_caption(cap.strip())} for x, cap in _IMAGE_SHOWS.findall(text)}
 
 
-def world_rule(instruction: str, prompt: str, read: dict[str, str]) -> bool:
-    """The true rule on a read: the instruction met and every attribute p0 states kept (the judge's rule)."""
+def world_rule(instruction: str, prompt: str, read: dict[str, str]) -> tuple[bool, bool]:
+    """The true rule on a read, ranked as the judge ranks (``OracleJudge.preference``): p0 kept (its subject and every
+    attribute it states) first, then the instruction met; the higher key wins. (The judge grades compliance and
+    breaks ties on quality; a trace states neither, so those pairs tie here.)"""
     from seer.world import semantics as S
 
     if "subject" not in read:
-        return False
+        return (False, False)
     kept = all(read.get(k) == v for k, v in S.prompt_attributes(prompt).items())
-    return kept and S.satisfies(read, S.instruction(instruction).rule)
+    return (kept, bool(S.satisfies(read, S.instruction(instruction).rule)))
 
 
 def world_edit_size(prompt: str, read: dict[str, str]) -> int:
@@ -201,7 +204,7 @@ def world_edit_size(prompt: str, read: dict[str, str]) -> int:
 
 def trace_reference(pairs: Sequence[Quadruplet], judgments: Sequence[Any], *,
                     reads_of: Callable[[str], dict[str, dict[str, str]]] = world_trace_reads,
-                    rule: Callable[[str, str, dict[str, str]], bool] = world_rule,
+                    rule: Callable[[str, str, dict[str, str]], Any] = world_rule,
                     edit_size: Callable[[str, dict[str, str]], int] = world_edit_size,
                     n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
     """The two reference rows from an evaluator's own traces: the true rule and "prefer the edit" applied to the
@@ -223,7 +226,7 @@ def trace_reference(pairs: Sequence[Quadruplet], judgments: Sequence[Any], *,
             if len(reads) < 2 or passes[winner] == passes[loser]:
                 r_pair.append(0.5)
             else:
-                r_pair.append(float(passes[winner]))
+                r_pair.append(float(passes[winner] > passes[loser]))
             if len(reads) < 2 or size[winner] == size[loser]:
                 e_pair.append(0.5)
             else:
