@@ -244,7 +244,8 @@ def _table1_shortcut_proof(report: dict[str, Any]) -> str:
         "accuracy per pair is the mean of its two orders, 95% bootstrap CI over pairs. \"Always the edit\" and "
         "\"always A\" score 0.5 here by construction. Under each evaluator, two reference rows from its own "
         "traces: the judge's rule (p0 kept first, then the instruction met) and \"prefer the edit\" applied to "
-        "what the trace says each image shows (ties and unread images 0.5) — what the trace knew, beside what the verdict did. Share of "
+        "what the trace says each image shows (ties and unread images 0.5) — what the trace knew, beside what the "
+        "verdict did. Share of "
         f"traces that read both images: {both}. The last column is the paper-style Table 1 (edit vs plain only), "
         "kept for comparison with the paper.\n\n" + _table(header, rows)
     )
