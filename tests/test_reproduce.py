@@ -185,7 +185,7 @@ def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
                for r in report["shortcut"]["rows"])
     assert report["table1"]["rows"][0]["accuracy"]["total"]["n"] == 16  # 8 quadruplets x 2 orders
     proof = report["table1_shortcut_proof"]
-    assert list(proof) == ["zero_shot", "phase1", "seer_eval"]
+    assert set(proof) == {"zero_shot", "phase1", "seer_eval"}
     assert all(e["overall"]["n_pairs"] == 32 and set(e["by_kind"]) == set(e_kinds) for e in proof.values()
                for e_kinds in [("right_vs_plain", "right_vs_other", "right_vs_wrong", "plain_vs_lost")])
     assert report["table1_shortcut_proof_set"]["blind"]["always_the_edit"]["accuracy"] == 0.5
