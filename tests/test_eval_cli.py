@@ -9,7 +9,8 @@ import numpy as np
 from seer.cli import main
 from seer.data import Quadruplet, save_image, write_jsonl
 
-EVAL = ["eval", "evaluator", "--max-new-tokens", "4", "--quadruplets"]
+# the paper-style pairs only: the shortcut-proof default is tested in test_eval_shortcut_proof
+EVAL = ["eval", "evaluator", "--no-shortcut-pairs", "--max-new-tokens", "4", "--quadruplets"]
 CATS = ("material_synthesis", "attribute_reasoning", "semantic_edit", "conceptual_reasoning")
 
 

@@ -122,6 +122,16 @@ def _write_tiny_data(data_dir, size=(16, 16)):
     write_jsonl(data_dir / "quadruplets_train.jsonl", quads_train)
     write_jsonl(data_dir / "samples_test.jsonl", test)
     write_jsonl(data_dir / "quadruplets_test.jsonl", quads_test)
+    from seer.eval import shortcut_proof as SP
+
+    proof = []
+    for q in quads_test:  # the shortcut-proof set: four kinds per test quadruplet
+        for kind, (a, b) in zip(SP.KINDS, ((q.image_chosen, q.image_rejected), (q.image_chosen, img(f"{q.id}o.png")),
+                                           (q.image_chosen, img(f"{q.id}w.png")), (q.image_rejected,
+                                                                                   img(f"{q.id}l.png"))), strict=True):
+            proof.append(Quadruplet(SP.pair_id(kind, q.id), 2, q.instruction, q.prompt, q.category, a, b, "test",
+                                    q.distribution))
+    write_jsonl(data_dir / SP.PAIRS_FILE, proof)
 
 
 class BrightnessJudge:
@@ -174,9 +184,20 @@ def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
     assert all(r["other_edit"]["n_decided_judgements"] + r["other_edit"]["n_tie_judgements"] == 16
                for r in report["shortcut"]["rows"])
     assert report["table1"]["rows"][0]["accuracy"]["total"]["n"] == 16  # 8 quadruplets x 2 orders
-    assert [r["key"] for r in report["table3"]["rows"]] == ["naive", "base_cot", "rlvr_only"]
+    proof = report["table1_shortcut_proof"]
+    assert set(proof) == {"zero_shot", "phase1", "seer_eval"}
+    assert all(e["overall"]["n_pairs"] == 32 and set(e["by_kind"]) == set(e_kinds) for e in proof.values()
+               for e_kinds in [("right_vs_plain", "right_vs_other", "right_vs_wrong", "plain_vs_lost")])
+    assert report["table1_shortcut_proof_set"]["blind"]["always_the_edit"]["accuracy"] == 0.5
+    assert [r["key"] for r in report["table3"]["rows"]] == ["naive", "base_cot", "rlvr_only", "seer_policy_base"]
     assert report["table2"]["rows"][0]["avg_words"] > report["table2"]["rows"][1]["avg_words"]
-    assert set(report["failure_modes"]) == {"base", "rlvr_only", "seer"}
+    assert set(report["failure_modes"]) == {"base", "rlvr_only", "seer", "seer_policy_base"}
+    assert [r["key"] for r in report["right_on_own"]["rows"]] == [n for n, _, _ in R.SYSTEMS]
+    assert "## Images right on their own" in md.read_text()
+    # the ablation: RLMT with the policy from the base, judged by the same RLVR evaluator
+    ablation = json.loads((out / "runs/seer_policy_base/rlmt/meta.json").read_text())["derived"]
+    assert ablation["init_dir"].startswith(str(base)) and "/seer/rlvr" in ablation["evaluator_dir"]
+    assert "rlmt_from_base" in report["training"]
     assert set(report["judged"]) == {n for n, _, _ in R.SYSTEMS}
     # the brightness judge: an image satisfies when bright, and always keeps the subject
     naive_rows = [json.loads(x) for x in (out / "eval/systems/naive/outputs.jsonl").read_text().splitlines()]
@@ -184,13 +205,14 @@ def test_reproduce_smoke_on_a_tiny_random_model(tmp_path, monkeypatch):
     assert report["judged"]["naive"]["total"] == {"n": 8, "satisfied": float(np.mean(bright)), "subject_kept": 1.0,
                                                   "success": float(np.mean(bright))}
     assert "## Each system's images on their own" in md.read_text()
-    assert [r["key"] for r in report["added_words"]["rows"]] == ["seer", "base_cot", "rlvr_only"]
+    assert [r["key"] for r in report["added_words"]["rows"]] == ["seer", "seer_policy_base", "base_cot", "rlvr_only"]
     assert len(report["general"]["generation"]["rows"]) == 3
     pairs = (out / "eval/pairs.jsonl").read_text().splitlines()
-    assert len(pairs) == 8 * 5
+    assert len(pairs) == 8 * 6
     assert len(report["figures"]["grids"]) == 4 and all((out / p).is_file() for p in report["figures"]["grids"])
     text = md.read_text()
     assert "## Table 1" in text and "## Evaluator shortcut probe" in text and "## Targets" in text
+    assert text.index("shortcut-proof set (the headline") < text.index("## Table 1 (paper-style pairs)")
     assert "paper (Harmon-1.5B, humans)" in text
     # the base's generator (the paper's fixed G) drew RLMT's training images and every compared system's
     rlmt_meta = json.loads((out / "runs/seer/rlmt/meta.json").read_text())

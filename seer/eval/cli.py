@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plain-wins-pairs", action="store_true",
                    help="seer's, not the paper's: one more phase-2 training pair per sample that the plain image of "
                    "p0 wins, against a right edit of another subject (seer world build-data --plain-wins-pairs)")
+    p.add_argument("--rlmt-single-order", action="store_true",
+                   help="RLMT judges each pair in one seeded order, as the paper (default: both orders, the reward "
+                   "the mean of the two; issue 21)")
     p.set_defaults(func=cmd_reproduce)
 
     ev = sub.add_parser("eval", help="measure checkpoints: evaluator accuracy, win ratios, pairs, report")
@@ -44,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "default: the first --model")
     e.add_argument("--limit", type=int, default=0, help="score only N quadruplets, balanced over cells (0 = all)")
     e.add_argument("--max-new-tokens", type=int, default=64, help="cap on each greedy verdict completion")
+    e.add_argument("--shortcut-pairs", default=None,
+                   help="the shortcut-proof set (default: pairs_shortcut_test.jsonl beside --quadruplets; made by "
+                   "`seer world build-data`)")
+    e.add_argument("--no-shortcut-pairs", action="store_true",
+                   help="score only the paper-style quadruplets (skip the shortcut-proof set)")
     e.add_argument("--out", default=None, help="write the rows as JSON here")
     e.set_defaults(func=cmd_evaluator)
 
@@ -78,7 +86,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     path = reproduce(args.out, quick=args.quick, resume=args.resume, overwrite=args.overwrite, seed=args.seed,
                      base=args.base, threads=args.threads, generator=args.generator,
                      wrong_edit_negatives=args.wrong_edit_negatives or None,
-                     plain_wins_pairs=args.plain_wins_pairs or None)
+                     plain_wins_pairs=args.plain_wins_pairs or None,
+                     rlmt_single_order=args.rlmt_single_order or None)
     print(path)
     return 0
 
@@ -96,17 +105,36 @@ def cmd_evaluator(args: argparse.Namespace) -> int:
 
     models = [_named(m, i) for i, m in enumerate(args.model)]
     reference = args.reference or models[0][1]
-    rows = []
+    pairs = None
+    if not args.no_shortcut_pairs:  # checked before any model is loaded: a missing set fails at once
+        from seer.eval import shortcut_proof as SP
+
+        sp_path = Path(args.shortcut_pairs or Path(args.quadruplets).parent / SP.PAIRS_FILE)
+        pairs = SP.subset_cases(SP.load_pairs(sp_path), args.limit)
+    rows, proof = [], {}
     for name, path in models:
         backend = open_checkpoint(path, reference=reference)
         rows.append(evaluate_evaluator(backend, args.quadruplets, key=name, label=name, limit=args.limit or None,
                                        max_new_tokens=args.max_new_tokens))
+        if pairs is not None:
+            proof[name] = SP.evaluate(backend, pairs, sp_path.parent, key=name, label=name,
+                                      max_new_tokens=args.max_new_tokens,
+                                      paper_style=rows[-1]["accuracy"].get("total"))
     print("| Evaluator | " + " | ".join(COLUMN_LABELS[c] for c in COLUMNS) + " | Pos. consistency |")
     print("|---" * (len(COLUMNS) + 2) + "|")
     for r in rows:
         cells = [fmt((r["accuracy"].get(c) or {}).get("accuracy")) for c in COLUMNS]
         print(f"| {r['label']} | " + " | ".join(cells) + f" | {fmt(r['position_consistency']['total'])} |")
-    _write_json(args.out, {"rows": rows})
+    if proof:
+        from seer.eval.shortcut_proof import KINDS
+
+        print("\nshortcut-proof set (four pair kinds; always-the-edit and always-A score 0.5):")
+        print("| Evaluator | Overall | " + " | ".join(KINDS) + " |")
+        print("|---" * (len(KINDS) + 2) + "|")
+        for name, e in proof.items():
+            cells = [fmt((e["by_kind"].get(k) or {}).get("accuracy")) for k in KINDS]
+            print(f"| {name} | {fmt((e['overall'] or {}).get('accuracy'))} | " + " | ".join(cells) + " |")
+    _write_json(args.out, {"rows": rows, **({"table1_shortcut_proof": proof} if proof else {})})
     return 0
 
 

@@ -33,6 +33,9 @@ PAPER = "paper (Harmon-1.5B, humans)"
 
 # The issue's targets (measured by `seer reproduce` at its defaults, on the world's test set).
 TARGETS = {
+    "shortcut_proof_overall": 0.90,  # issue 21: SEER-Eval on the shortcut-proof set
+    "shortcut_proof_ood_hard": 0.85,
+    "right_on_own_ratio": 2.0,  # issue 21: SEER's images right on their own vs Base (CoT)'s
     "seer_eval_total": 0.92,
     "seer_eval_ood_hard": 0.85,
     "zero_shot_max": 0.60,
@@ -91,14 +94,23 @@ def _target(name: str, measured: Any, met: bool | None, detail: str = "") -> dic
 def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of the issue with what was measured and whether it was met (None = not measured)."""
     out = []
+    sp = (report.get("table1_shortcut_proof") or {}).get("seer_eval") or {}
+    if sp:
+        for name, cell, thr in (("overall", sp.get("overall"), TARGETS["shortcut_proof_overall"]),
+                                ("OOD Hard", (sp.get("by_split") or {}).get("ood_hard"),
+                                 TARGETS["shortcut_proof_ood_hard"])):
+            v = (cell or {}).get("accuracy")
+            out.append(_target(f"SEER-Eval on the shortcut-proof set ≥ {thr} ({name})", v,
+                               None if v is None else v >= thr))
     t1 = _rows_by_key(report.get("table1"))
     seer_eval = t1.get("seer_eval", {}).get("accuracy")
     zero = t1.get("zero_shot", {}).get("accuracy")
     total = _cell(seer_eval, "total", "accuracy")
-    out.append(_target(f"SEER-Eval accuracy ≥ {TARGETS['seer_eval_total']} (Total)", total,
+    out.append(_target(f"SEER-Eval accuracy ≥ {TARGETS['seer_eval_total']} (Total) on the paper-style pairs", total,
                        None if total is None else total >= TARGETS["seer_eval_total"]))
     ood_hard = _cell(seer_eval, "ood_hard", "accuracy")
-    out.append(_target(f"SEER-Eval accuracy ≥ {TARGETS['seer_eval_ood_hard']} (OOD Hard)", ood_hard,
+    out.append(_target(f"SEER-Eval accuracy ≥ {TARGETS['seer_eval_ood_hard']} (OOD Hard) on the paper-style pairs",
+                       ood_hard,
                        None if ood_hard is None else ood_hard >= TARGETS["seer_eval_ood_hard"]))
     z = _cell(zero, "total", "accuracy")
     out.append(_target(f"Zero-shot accuracy ≤ {TARGETS['zero_shot_max']}", z,
@@ -117,6 +129,16 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     out.append(_target(f"every win-ratio row significant at p < {TARGETS['p_value']}", worst,
                        None if worst is None else worst < TARGETS["p_value"],
                        ", ".join(f"{k}: p={fmt_p(p)}" for k, p in ps.items())))
+    own = {r["key"]: (r.get("cells") or {}).get("total") or {}
+           for r in (report.get("right_on_own") or {}).get("rows", [])}
+    if "seer" in own:
+        ratio, p = own["seer"].get("ratio_to_reference"), own["seer"].get("p_value")
+        out.append(_target(f"SEER's images right on their own ≥ {TARGETS['right_on_own_ratio']}× Base (CoT)'s, "
+                           f"p < {TARGETS['p_value']}", ratio,
+                           None if ratio is None or p is None else ratio >= TARGETS["right_on_own_ratio"]
+                           and p < TARGETS["p_value"],
+                           f"SEER {fmt(own['seer'].get('rate'))} vs {fmt(own['seer'].get('reference_rate'))}, "
+                           f"p={fmt_p(p)}"))
     seer_words = (report.get("table2") or {}).get("seer_avg_words")
     verbose_words = rows.get("verbose_expander", {}).get("avg_words")
     out.append(_target("SEER's reprompts shorter on average than the verbose expander's", seer_words,
@@ -168,10 +190,66 @@ def _table1(report: dict[str, Any]) -> str:
             rows.append([label, PAPER, *(fmt(cells[c]) for c in COLUMNS), "–", "–"])
     n = _cell(_rows_by_key(section).get("seer_eval", section["rows"][0]).get("accuracy"), "total", "n")
     return (
-        "## Table 1 — evaluator accuracy on held-out quadruplets\n\n"
+        "## Table 1 (paper-style pairs) — evaluator accuracy on held-out quadruplets\n\n"
+        "The paper's protocol: every pair is a right edit vs the plain p0 image, which \"prefer the edited image\" "
+        "also passes; the shortcut-proof table above is the headline.\n\n"
         "Each test quadruplet is judged twice (chosen image as A, then as B), greedy decoding; accuracy is over all "
         f"judgments (n = {fmt(n)} in Total); an unparseable verdict counts as wrong. Position consistency: the "
         "fraction of quadruplets whose two verdicts pick the same image.\n\n" + _table(header, rows)
+    )
+
+
+def _ci(s: dict[str, Any] | None) -> str:
+    if not s:
+        return "–"
+    return f"{fmt(s.get('accuracy'))} [{fmt(s.get('ci_low'))}, {fmt(s.get('ci_high'))}]"
+
+
+def _table1_shortcut_proof(report: dict[str, Any]) -> str:
+    from seer.eval.shortcut_proof import KIND_LABELS, KINDS, SPLITS
+
+    section = report.get("table1_shortcut_proof")
+    if not section:
+        return ""
+    info = report.get("table1_shortcut_proof_set") or {}
+    split_labels = {"id_simple": "ID Simp", "id_hard": "ID Hard", "ood_simple": "OOD Simp", "ood_hard": "OOD Hard"}
+    header = ["Evaluator", "Overall [95% CI]", *(KIND_LABELS[k] for k in KINDS), *(split_labels[s] for s in SPLITS),
+              "Paper-style pairs (Table 1 Total)"]
+
+    def row(label: str, r: dict[str, Any], paper_style: str = "–") -> list[str]:
+        return [label, _ci(r.get("overall")), *(_ci((r.get("by_kind") or {}).get(k)) for k in KINDS),
+                *(_ci((r.get("by_split") or {}).get(s)) for s in SPLITS), paper_style]
+
+    rows = []
+    order = ("zero_shot", "phase1", "seer_eval")  # report.json's keys come back sorted; the table keeps Table 1's order
+    for e in sorted(section.values(), key=lambda e: order.index(e["key"]) if e.get("key") in order else len(order)):
+        rows.append(row(f"**{e['label']}**", e, fmt(_cell({"t": e.get("paper_style_table1")}, "t", "accuracy"))))
+        ref = e.get("reference") or {}
+        for key, what in (("true_rule_on_reads", "its trace's reads, true rule"),
+                          ("prefer_edit_on_reads", "its trace's reads, prefer the edit")):
+            if ref.get(key):
+                rows.append(row(f"↳ {what}", ref[key]))
+    blind = info.get("blind") or {}
+    for key, label in (("always_the_edit", "Always the edit (reference)"), ("always_a", "Always A (reference)")):
+        if blind.get(key):
+            rows.append([label, _ci(blind[key]), *("–" for _ in (*KINDS, *SPLITS)), "–"])
+    both = ", ".join(f"{e['label']} {fmt((e.get('reference') or {}).get('traces_reading_both_images'))}"
+                     for e in section.values())
+    return (
+        "## Table 1 — evaluator accuracy on the shortcut-proof set (the headline; seer's, not in the paper)\n\n"
+        "The paper's pairs always set the edited image against the plain one, so \"prefer the edited image\" "
+        "passes them. This set (`pairs_shortcut_test.jsonl`, built by `seer world build-data` from the test "
+        f"instructions only, labelled by the judge; {info.get('n_cases', '?')} test cases × 4 kinds = "
+        f"{info.get('n_pairs', '?')} pairs) holds four kinds in equal counts: the right edit vs the plain p0 image "
+        "(the paper's pair), vs another instruction's edit of the same subject, vs a wrong-value edit, and the plain "
+        "image vs an edit that loses the subject (the plain image wins). Each pair is judged greedily in both orders; "
+        "accuracy per pair is the mean of its two orders, 95% bootstrap CI over pairs. \"Always the edit\" and "
+        "\"always A\" score 0.5 here by construction. Under each evaluator, two reference rows from its own "
+        "traces: the judge's rule (p0 kept first, then the instruction met) and \"prefer the edit\" applied to "
+        "what the trace says each image shows (ties and unread images 0.5) — what the trace knew, beside what the "
+        "verdict did. Share of "
+        f"traces that read both images: {both}. The last column is the paper-style Table 1 (edit vs plain only), "
+        "kept for comparison with the paper.\n\n" + _table(header, rows)
     )
 
 
@@ -271,6 +349,37 @@ def _judged(report: dict[str, Any]) -> str:
     )
 
 
+def _right_on_own(report: dict[str, Any]) -> str:
+    section = report.get("right_on_own")
+    if not section:
+        return ""
+    ref = section.get("reference", "base_cot")
+    ref_label = next((r["label"] for r in section["rows"] if r["key"] == ref), ref)
+    header = ["System", "Right on its own [95% CI]", "Simple", "Hard", f"× {ref_label}",
+              f"only this / only {ref_label} right", "p (paired, vs " + ref_label + ")"]
+    rows = []
+    for r in section["rows"]:
+        c = r.get("cells") or {}
+        t = c.get("total") or {}
+
+        def rate(cell: dict[str, Any] | None) -> str:
+            return "–" if not cell else f"{fmt(cell['rate'])} [{fmt(cell['ci_low'])}, {fmt(cell['ci_high'])}]"
+
+        paired = r["key"] != ref and "p_value" in t
+        rows.append([r["label"], rate(t), rate(c.get("simple")), rate(c.get("hard")),
+                     fmt(t.get("ratio_to_reference")) if paired else "–",
+                     f"{t['only_this_right']} / {t['only_reference_right']}" if paired else "–",
+                     fmt_p(t.get("p_value")) if paired else "–"])
+    return (
+        "## Images right on their own (leads Tables 2–3; seer's, not in the paper)\n\n"
+        "The share of each system's test images that the judge finds right on their own: the instruction met and the "
+        "prompt kept (its subject and every attribute it states). 95% bootstrap CI over cases; the paired test "
+        f"against {ref_label} is the exact two-sided sign test (McNemar) on the cases where exactly one of the two is "
+        "right. The win ratios below compare pairs; these rates say how often each system's image is right at "
+        "all.\n\n" + _table(header, rows)
+    )
+
+
 def _added_words(report: dict[str, Any]) -> str:
     aw = report.get("added_words")
     if not aw or not aw.get("rows"):
@@ -294,7 +403,8 @@ def _failure_modes(report: dict[str, Any]) -> str:
         return ""
     header = ["Policy", "Subset", "n", *(MODE_LABELS[m] for m in MODES)]
     rows = []
-    for policy, label in (("base", "Base (CoT)"), ("rlvr_only", "RLVR-only"), ("seer", "SEER")):
+    for policy, label in (("base", "Base (CoT)"), ("rlvr_only", "RLVR-only"), ("seer", "SEER"),
+                          ("seer_policy_base", "SEER, policy from base")):
         for subset in ("total", "simple", "hard"):
             r = (fm.get(policy) or {}).get(subset)
             if r:
@@ -389,6 +499,14 @@ def findings(report: dict[str, Any]) -> list[str]:
     """Plain statements read off the measured numbers, to explain a missed target: the reward signal, groups with
     no spread, evaluator errors, KL, format failures. Each statement cites the numbers it rests on."""
     out = []
+    sp = (report.get("table1_shortcut_proof") or {}).get("seer_eval") or {}
+    if sp:
+        for name, cell, thr in (("overall", sp.get("overall"), TARGETS["shortcut_proof_overall"]),
+                                ("OOD Hard", (sp.get("by_split") or {}).get("ood_hard"),
+                                 TARGETS["shortcut_proof_ood_hard"])):
+            v = (cell or {}).get("accuracy")
+            out.append(_target(f"SEER-Eval on the shortcut-proof set ≥ {thr} ({name})", v,
+                               None if v is None else v >= thr))
     t1 = _rows_by_key(report.get("table1"))
     se = _cell(t1.get("seer_eval", {}).get("accuracy"), "total", "accuracy")
     zs = _cell(t1.get("zero_shot", {}).get("accuracy"), "total", "accuracy")
@@ -529,8 +647,10 @@ def render_report(report: dict[str, Any]) -> str:
     sections = [
         _header(report),
         _targets(report),
+        _table1_shortcut_proof(report),
         _table1(report),
         _shortcut(report),
+        _right_on_own(report),
         _win_table(report, "table2", "Table 2 — SEER vs disjoint (external) reprompters, same generator",
                    f"Win ratio of SEER's images over the opponent's (ties 0.5), both drawn by {_generator(report)} "
                    "with identical seeds, judged by the judge named above. Paper rows: the external "

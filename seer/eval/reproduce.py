@@ -6,7 +6,10 @@ Steps, in order, each leaving ``<out>/steps/<name>.json`` (its result and wall t
     data        seer world build-data                → <out>/data/
     rlvr        RLVR phase 1 → phase 2 (evaluator)   → <out>/runs/seer/rlvr/{phase1_model,model}
     rlmt        RLMT (reprompting policy)            → <out>/runs/seer/rlmt/model
-    table1      evaluator accuracy: zero-shot, phase-1 only, SEER-Eval
+    rlmt_from_base  the ablation "SEER, policy from base": RLMT with the policy initialised from the base, the same
+                RLVR evaluator as the judge      → <out>/runs/seer_policy_base/rlmt/model
+    table1      evaluator accuracy: zero-shot, phase-1 only, SEER-Eval (the paper-style pairs)
+    table1_shortcut_proof  the same evaluators on the shortcut-proof set (four pair kinds; the headline)
     shortcut    seer's probe: does each evaluator read the instruction or prefer the edited image?
     systems     every reprompt source's reprompts and images (one generator, same seeds)
     win_ratio   Tables 2–3 with the oracle judge; pairs.jsonl for `seer annotate`
@@ -40,6 +43,7 @@ from seer.eval.common import balanced_subset
 from seer.io import atomic_write_json, atomic_write_text
 
 RUN_NAME = "seer"
+ABLATION_RUN = "seer_policy_base"  # RLMT with the policy initialised from the base, judged by the same RLVR evaluator
 GENERATORS = ("base", "seer")
 
 
@@ -69,6 +73,9 @@ class Protocol:
     # seer's too: one more phase-2 training pair per sample that the plain image of p0 wins, against a right edit of
     # another subject (``seer world build-data --plain-wins-pairs``)
     plain_wins_pairs: bool = False
+    # seer's (issue 21): RLMT judges each pair in both orders, the reward the mean of the two Eq. 9 rewards (the
+    # world recipe's default); False = the paper's one seeded order (``--rlmt-single-order``)
+    rlmt_both_orders: bool = True
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
@@ -108,6 +115,10 @@ class Reproduction:
     @property
     def rlmt_dir(self) -> Path:
         return self.runs_dir / RUN_NAME / "rlmt"
+
+    @property
+    def rlmt_base_dir(self) -> Path:
+        return self.runs_dir / ABLATION_RUN / "rlmt"
 
     @property
     def eval_dir(self) -> Path:
@@ -223,6 +234,25 @@ def step_rlmt(rep: Reproduction) -> dict[str, Any]:
     cfg = load_config(RLMTConfig, world_recipe("rlmt"), flags={
         **_stage_flags(rep, rep.rlmt_dir), "evaluator": str(rep.rlvr_dir),
         "samples": str(_training_file(rep, "samples.jsonl")), "epochs": p.epochs_rlmt,
+        "judge_both_orders": p.rlmt_both_orders,
+        **({"generator": str(rep.base_model())} if p.generator == "base" else {}),
+    })
+    return {"run_dir": str(rlmt.train(cfg)), "recipe": str(world_recipe("rlmt"))}
+
+
+def step_rlmt_from_base(rep: Reproduction) -> dict[str, Any]:
+    """The ablation the paper implies: the same RLMT, the same RLVR evaluator as the judge, but the policy starts from
+    the base model instead of the RLVR checkpoint, so what RLVR's training did to the policy can be told apart from
+    what RLMT did."""
+    from seer.config import RLMTConfig, load_config
+    from seer.stages import rlmt
+
+    p = rep.protocol
+    cfg = load_config(RLMTConfig, world_recipe("rlmt"), flags={
+        **_stage_flags(rep, rep.rlmt_base_dir), "name": ABLATION_RUN, "evaluator": str(rep.rlvr_dir),
+        "init": str(rep.base_model()),
+        "samples": str(_training_file(rep, "samples.jsonl")), "epochs": p.epochs_rlmt,
+        "judge_both_orders": p.rlmt_both_orders,
         **({"generator": str(rep.base_model())} if p.generator == "base" else {}),
     })
     return {"run_dir": str(rlmt.train(cfg)), "recipe": str(world_recipe("rlmt"))}
@@ -230,7 +260,7 @@ def step_rlmt(rep: Reproduction) -> dict[str, Any]:
 
 def _checkpoints(rep: Reproduction) -> dict[str, Path]:
     return {"base": rep.base_model(), "phase1": rep.rlvr_dir / "phase1_model", "rlvr": rep.rlvr_dir / "model",
-            "rlmt": rep.rlmt_dir / "model"}
+            "rlmt": rep.rlmt_dir / "model", "rlmt_base": rep.rlmt_base_dir / "model"}
 
 
 def _open(rep: Reproduction, which: str) -> Any:
@@ -272,6 +302,35 @@ def step_table1(rep: Reproduction) -> dict[str, Any]:
     return {"rows": rows}
 
 
+def step_table1_shortcut_proof(rep: Reproduction) -> dict[str, Any]:
+    """Table 1 on the shortcut-proof set (``seer.eval.shortcut_proof``), the paper-style accuracy beside it. A data
+    folder from an older build-data lacks the set: the error names the file and the command that adds it, and every
+    step already done stays done."""
+    from seer.cli import UserError
+    from seer.data import DataError
+    from seer.eval import shortcut_proof as SP
+
+    try:
+        pairs = SP.load_pairs(rep.data_dir / SP.PAIRS_FILE, base=rep.base, seed=rep.seed)
+    except DataError as e:
+        raise UserError(f"{e} (`seer reproduce --resume` then continues from this step)") from e
+    pairs = SP.subset_cases(pairs, rep.protocol.test_limit)
+    paper_rows = {r["key"]: r for r in (_result(rep, "table1") or {}).get("rows", [])}
+    out: dict[str, Any] = {}
+    for key, which, label in EVALUATORS:
+        backend = _open(rep, which)
+        paper_total = ((paper_rows.get(key) or {}).get("accuracy") or {}).get("total")
+        out[key] = SP.evaluate(backend, pairs, rep.data_dir, key=key, label=label,
+                               max_new_tokens=rep.protocol.verdict_max_new_tokens, n_boot=rep.protocol.n_boot,
+                               seed=rep.seed, paper_style=paper_total,
+                               judgments_path=rep.eval_dir / "table1_shortcut_proof" / f"{key}.jsonl")
+        del backend
+    result = {"evaluators": out, "blind": SP.shortcut_rows(pairs, n_boot=rep.protocol.n_boot, seed=rep.seed),
+              "n_pairs": len(pairs), "n_cases": len(pairs) // len(SP.KINDS)}
+    atomic_write_json(rep.eval_dir / "table1_shortcut_proof.json", result)
+    return result
+
+
 def _subject_of(prompt: str) -> str:
     """The prompt's subject by the world's grammar; a prompt outside it stands for itself."""
     from seer.world import semantics as S
@@ -308,11 +367,12 @@ SYSTEMS = (
     ("naive", "Naive concatenation", "naive"),
     ("base_cot", "Base (CoT)", "base"),
     ("rlvr_only", "RLVR-only", "rlvr"),
+    ("seer_policy_base", "SEER, policy from base", "rlmt_base"),  # the ablation (issue 21)
     ("verbose_expander", "VerboseExpander", "VerboseExpander"),
     ("knowledgeable_rewriter", "KnowledgeableRewriter", "KnowledgeableRewriter"),
 )
 TABLE2_OPPONENTS = ("verbose_expander", "knowledgeable_rewriter")
-TABLE3_OPPONENTS = ("naive", "base_cot", "rlvr_only")
+TABLE3_OPPONENTS = ("naive", "base_cot", "rlvr_only", "seer_policy_base")
 
 
 def step_systems(rep: Reproduction) -> dict[str, Any]:
@@ -326,7 +386,7 @@ def step_systems(rep: Reproduction) -> dict[str, Any]:
     generator = opened["base" if rep.protocol.generator == "base" else "rlmt"]
     out = {}
     for name, label, source in SYSTEMS:
-        if source in ("base", "rlvr", "rlmt"):
+        if source in ("base", "rlvr", "rlmt", "rlmt_base"):
             policy = opened[source] if source in opened else _open(rep, source)
             reprompts = W.policy_reprompts(policy, samples, max_new_tokens=rep.protocol.reprompt_max_new_tokens,
                                            desc=f"reprompts: {label}")
@@ -372,7 +432,10 @@ def step_win_ratio(rep: Reproduction) -> dict[str, Any]:
                          "seer_format_failures": seer.format_failures}
         raw_all.update(raw)
     result["judged"] = {name: W.judged_rates(judge, samples, system) for name, system in systems.items()}
-    shares = {name: W.added_word_shares(samples, systems[name]) for name in ("seer", "base_cot", "rlvr_only")}
+    result["right_on_own"] = W.right_on_own(judge, samples, systems, reference="base_cot",
+                                            n_boot=rep.protocol.n_boot, seed=rep.seed)
+    shares = {name: W.added_word_shares(samples, systems[name])
+              for name in ("seer", "seer_policy_base", "base_cot", "rlvr_only")}
     seer_top = list(shares["seer"])[:3]
     result["added_words"] = {"seer_top": seer_top, "rows": [
         {"key": name, "label": systems[name].label, "top": [[w, sh] for w, sh in list(shares[name].items())[:3]],
@@ -395,7 +458,8 @@ def step_failure(rep: Reproduction) -> dict[str, Any]:
     systems = _systems(rep)
     judge = _judge(rep)
     return {key: failure_mode_table(classify_system(judge, samples, systems[name]))
-            for key, name in (("base", "base_cot"), ("rlvr_only", "rlvr_only"), ("seer", "seer"))}
+            for key, name in (("base", "base_cot"), ("rlvr_only", "rlvr_only"), ("seer", "seer"),
+                              ("seer_policy_base", "seer_policy_base"))}
 
 
 def step_general(rep: Reproduction) -> dict[str, Any]:
@@ -427,7 +491,7 @@ def step_general(rep: Reproduction) -> dict[str, Any]:
 
 
 HEALTH_KEYS = ("reward_mean", "accuracy_reward_mean", "format_failure_rate", "zero_spread_fraction", "group_std_mean",
-               "kl", "truncation_rate", "win_rate_vs_naive")
+               "kl", "truncation_rate", "win_rate_vs_naive", "position_inconsistent_rate")
 
 
 def training_summary(run_dir: Path) -> dict[str, Any]:
@@ -530,19 +594,25 @@ def build_report(rep: Reproduction) -> dict[str, Any]:
     }
     if (t1 := _result(rep, "table1")) is not None:
         report["table1"] = t1
+    if (sp := _result(rep, "table1_shortcut_proof")) is not None:
+        # one entry per evaluator (overall, by_kind, by_split, reference rows); the blind strategies and counts beside
+        report["table1_shortcut_proof"] = sp["evaluators"]
+        report["table1_shortcut_proof_set"] = {k: v for k, v in sp.items() if k != "evaluators"}
     if (sc := _result(rep, "shortcut")) is not None:
         report["shortcut"] = sc
     if (wr := _result(rep, "win_ratio")) is not None:
         report["table2"], report["table3"] = wr["table2"], wr["table3"]
         report["diagnostics"] = wr.get("diagnostics")
         report["judged"] = wr.get("judged")
+        report["right_on_own"] = wr.get("right_on_own")
         report["added_words"] = wr.get("added_words")
     if (fm := _result(rep, "failure")) is not None:
         report["failure_modes"] = fm
     if (g := _result(rep, "general")) is not None:
         report["general"] = g
     report["training"] = {stage: training_summary(run_dir)
-                          for stage, run_dir in (("rlvr", rep.rlvr_dir), ("rlmt", rep.rlmt_dir))
+                          for stage, run_dir in (("rlvr", rep.rlvr_dir), ("rlmt", rep.rlmt_dir),
+                                                 ("rlmt_from_base", rep.rlmt_base_dir))
                           if (run_dir / "metrics.jsonl").is_file()}
     report["figures"] = {"curves": _curves(rep), "grids": _grids(rep)}
     report["targets"] = check_targets(report)
@@ -560,13 +630,29 @@ STEPS: tuple[tuple[str, Callable[[Reproduction], Any]], ...] = (
     ("data", step_data),
     ("rlvr", step_rlvr),
     ("rlmt", step_rlmt),
+    ("rlmt_from_base", step_rlmt_from_base),
     ("table1", step_table1),
+    ("table1_shortcut_proof", step_table1_shortcut_proof),
     ("shortcut", step_shortcut),
     ("systems", step_systems),
     ("win_ratio", step_win_ratio),
     ("failure", step_failure),
     ("general", step_general),
 )
+
+
+def _check_data_current(rep: Reproduction, only: tuple[str, ...] | None) -> None:
+    """A resumed run whose data step was done by an older build-data (no shortcut-proof set): say so before any
+    training runs, naming the file and the command that adds it; nothing already computed is touched."""
+    from seer.cli import UserError
+    from seer.eval import shortcut_proof as SP
+
+    name = "table1_shortcut_proof"
+    if (only is not None and name not in only) or rep.marker(name).is_file() or not rep.marker("data").is_file():
+        return
+    path = rep.data_dir / SP.PAIRS_FILE
+    if not path.is_file():
+        raise UserError(f"{SP.missing_message(path, rep.base, rep.seed)} with `seer reproduce --resume`")
 
 
 def _settings_diff(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> str:
@@ -596,6 +682,7 @@ def reproduce(
     generator: str | None = None,
     wrong_edit_negatives: bool | None = None,
     plain_wins_pairs: bool | None = None,
+    rlmt_single_order: bool | None = None,
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> Path:
     """Run (or resume) a reproduction into ``out``; returns the path of REPORT.md. ``threads`` sets torch's intra-op
@@ -617,6 +704,8 @@ def reproduce(
         protocol = replace(protocol, wrong_edit_negatives=wrong_edit_negatives)
     if plain_wins_pairs is not None:
         protocol = replace(protocol, plain_wins_pairs=plain_wins_pairs)
+    if rlmt_single_order is not None:
+        protocol = replace(protocol, rlmt_both_orders=not rlmt_single_order)
     from seer.io import claim_output_dir, read_json_object
 
     # only a folder of its own (reproduce.json) is resumed or overwritten: never one it did not create
@@ -633,7 +722,8 @@ def reproduce(
     if settings_file.is_file():
         before = read_json_object(settings_file, UserError)
         # a protocol field added since the run started has the default the run was made with
-        before["protocol"] = {**asdict(Protocol()), **(before.get("protocol") or {})}
+        # except RLMT's judging: a run from before issue 21 judged one order (the recipe's default then)
+        before["protocol"] = {**asdict(Protocol()), "rlmt_both_orders": False, **(before.get("protocol") or {})}
         if before != settings:
             raise UserError(f"{settings_file}: this reproduction was started with other settings "
                             f"({_settings_diff(before, settings)}); resume it with the same flags, or pass "
@@ -642,6 +732,7 @@ def reproduce(
         atomic_write_json(settings_file, settings)
     rep = Reproduction(out, protocol, quick, seed, Path(base) if base else None,
                        command=" ".join(["seer", *map(shlex.quote, sys.argv[1:])]) if sys.argv else "")
+    _check_data_current(rep, only)
     for name, fn in STEPS:
         if only is not None and name not in only:
             continue

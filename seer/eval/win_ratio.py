@@ -230,6 +230,44 @@ def judged_rates(judge: Any, samples: Sequence[Sample], system: System) -> dict[
     return out
 
 
+def right_on_own(judge: Any, samples: Sequence[Sample], systems: dict[str, System], *, reference: str = "base_cot",
+                 n_boot: int = 10_000, seed: int = 0) -> dict[str, Any]:
+    """The share of each system's images that are right on their own (the judge: the instruction met and the prompt
+    kept), Total / Simple / Hard, each with a bootstrap CI over cases, and a paired test against ``reference`` on the
+    same cases: the exact two-sided sign test (McNemar's exact test) on the cases where one is right and the other
+    not. What Tables 2–3 lead with: a win ratio against an opponent that is itself wrong nearly always says little."""
+    from seer.eval.stats import bootstrap_ci, sign_test
+
+    right: dict[str, dict[str, bool]] = {}
+    for name, system in systems.items():
+        images = [system.image(s.id) for s in samples]
+        check_judge_images(judge, images, f"system {name!r}")
+        right[name] = {s.id: bool(a.satisfied and a.subject_kept)
+                       for s, a in zip(samples, (judge.assess(s, im) for s, im in zip(samples, images, strict=True)),
+                                       strict=True)}
+    groups = {"total": list(samples), **{d: [s for s in samples if s.difficulty == d] for d in ("simple", "hard")}}
+    rows = []
+    for name, system in systems.items():
+        cells: dict[str, Any] = {}
+        for col, group in groups.items():
+            if not group:
+                cells[col] = None
+                continue
+            x = np.array([right[name][s.id] for s in group], dtype=np.float64)
+            lo, hi = bootstrap_ci(x, n_boot=n_boot, seed=seed)
+            cell = {"n": int(x.size), "rate": float(x.mean()), "ci_low": lo, "ci_high": hi}
+            if reference in right and name != reference:
+                y = np.array([right[reference][s.id] for s in group], dtype=np.float64)
+                cell["reference_rate"] = float(y.mean())
+                cell["ratio_to_reference"] = float(x.mean() / y.mean()) if y.mean() > 0 else None
+                cell["only_this_right"] = int(((x == 1) & (y == 0)).sum())
+                cell["only_reference_right"] = int(((x == 0) & (y == 1)).sum())
+                cell["p_value"] = sign_test(0.5 + (x - y) / 2)  # 1 = only this right, 0 = only the reference
+            cells[col] = cell
+        rows.append({"key": name, "label": system.label, "cells": cells})
+    return {"reference": reference, "rows": rows}
+
+
 def added_word_shares(samples: Sequence[Sample], system: System) -> dict[str, float]:
     """Every word a system puts into the generator's prompt that is neither in the sample's prompt p0 nor in its
     instruction, with the share of test cases whose prompt has it, most frequent first. One word in nearly every

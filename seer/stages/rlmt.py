@@ -6,7 +6,10 @@ reprompt p_i the generator draws ``x_i = G(p_i)`` and the baseline ``x0 = G(a �
 on the shared backbone being trained, as in the paper) unless ``generator`` names a checkpoint that draws every
 image and is never trained. The evaluator — the frozen RLVR checkpoint, or the live
 policy with ``self_judge`` — judges each pair ``(x_i, x0)`` greedily, shown in a seeded random order; Eq. 9 gives
-reward 1 when it prefers x_i. An unparseable reprompt earns 0 and no image is drawn for it. The reference policy is
+reward 1 when it prefers x_i. With ``judge_both_orders`` (the world recipe's default, seer's) it judges both orders
+and the reward is the mean of the two, so a verdict naming one position for both images earns 0.5: an evaluator that
+names the same position on most pairs made one order's reward a coin flip; the share of such pairs is logged per step
+as ``position_inconsistent_rate``. An unparseable reprompt earns 0 and no image is drawn for it. The reference policy is
 the initial policy; ϕ is checked bit-identical at every checkpoint. Writes the policy checkpoint ``<run>/model/``.
 """
 
@@ -43,6 +46,9 @@ EXTRA_METRICS = {  # metric (a summed counter) -> the counter it is divided by
     "reprompt_words_mean": "valid_reprompts",
     "judge_format_failure_rate": "judgements",
 }
+# with ``judge_both_orders``: the share of pairs whose two verdicts name the same position (so the same letter for two
+# different images: a position bias, not a reading); each such pair's reward is 0.5, a coin flip in one order
+BOTH_ORDERS_METRICS = {"position_inconsistent_rate": "valid_reprompts"}
 
 
 def reprompt_context(cfg: RLMTConfig, sample: Sample) -> Context:
@@ -65,11 +71,18 @@ def judge_contexts(cfg: RLMTConfig, sample: Sample, x0: np.ndarray, xs: list[np.
 
 
 def judge_rewards(cfg: RLMTConfig, verdicts: list[str], positions: list[str]) -> tuple[list[float], int]:
-    """Per reprompt image the reward of its verdicts (averaged over both orders) and the unparseable count."""
+    """Per reprompt image the reward of its verdicts (averaged over both orders: a pair whose two verdicts name the
+    same position gets 1 + 0 → 0.5) and the unparseable count."""
     per_order = [preference_reward(v, pos) for v, pos in zip(verdicts, positions, strict=True)]
     k = 2 if cfg.judge_both_orders else 1
     rewards = [sum(per_order[j * k : (j + 1) * k]) / k for j in range(len(per_order) // k)]
     return rewards, sum(not parse_verdict(v).ok for v in verdicts)
+
+
+def position_inconsistent(verdicts: list[str]) -> int:
+    """Pairs (both orders, consecutive) whose two parsed verdicts name the same letter, i.e. different images."""
+    answers = [parse_verdict(v).answer for v in verdicts]
+    return sum(a is not None and a == b for a, b in zip(answers[::2], answers[1::2], strict=True))
 
 
 def rollouts(policy: Any, judge: Any, cfg: RLMTConfig, samples: list[Sample], seeds: list[int],
@@ -130,6 +143,8 @@ def rollouts(policy: Any, judge: Any, cfg: RLMTConfig, samples: list[Sample], se
                 "reprompt_words_mean": float(sum(len(ps[i].answer.split()) for i in ok)),
                 "judgements": float(len(ok) * (2 if cfg.judge_both_orders else 1)),
                 "judge_format_failure_rate": float(unparseable),
+                **({"position_inconsistent_rate": float(position_inconsistent(verdicts[lo:hi]))}
+                   if cfg.judge_both_orders else {}),
             },
         ))
     return groups
@@ -225,4 +240,4 @@ def train(cfg: RLMTConfig) -> Path:
     phases = [Phase("reprompting", samples, cfg.lr, cfg.epochs)]
     return run_stage(cfg, policy, dist, phases,
                      lambda ss, seeds, t: rollouts(policy, judge, cfg, ss, seeds, t, generator), summary,
-                     extra_metrics=EXTRA_METRICS)
+                     extra_metrics={**EXTRA_METRICS, **(BOTH_ORDERS_METRICS if cfg.judge_both_orders else {})})

@@ -28,6 +28,8 @@ Files (schema = :mod:`seer.data`; image paths relative to the JSONL's folder)::
     quadruplets_train.jsonl  Quadruplet: phase 1 and 2, split "train"
     samples_test.jsonl       Sample: split "test", distribution "id" | "ood", reference_reprompt
     quadruplets_test.jsonl   Quadruplet: phase 2, split "test"
+    pairs_shortcut_test.jsonl  Quadruplet: the shortcut-proof Table 1 set (``seer.eval.shortcut_proof``): per test
+                             quadruplet four pairs, ids ``sp-<kind>-<qt id>``, made by :func:`shortcut_set`
     images/*.png             32x32 RGB
     manifest.json            counts, filter statistics, seed, the base's world fingerprint
 
@@ -222,6 +224,7 @@ def _build_into(cfg: BuildConfig, out: Path) -> dict:
                                  image_chosen=pos_rel, image_rejected=neg_rel, split="test",
                                  distribution=s.distribution))
     write_jsonl(out / "quadruplets_test.jsonl", tquads)
+    shortcut = shortcut_set(gen, oracle, out, tquads, cfg.seed, cfg.retries)
 
     from seer.world import read_world_meta
 
@@ -241,6 +244,7 @@ def _build_into(cfg: BuildConfig, out: Path) -> dict:
         "test_quadruplets": len(tquads),
         "test_quadruplets_dropped_no_positive": int(sum(not ok for ok in t_pos_ok)),
         "test_quadruplets_dropped_no_negative": int(sum(not ok for ok in t_neg_ok)),
+        "shortcut_proof_test": shortcut,
     }
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
@@ -251,10 +255,10 @@ def _with_wrong_edits(gen, oracle, out: Path, samples: list[Sample], quads: list
     """One more phase-2 pair per training sample: the verified positive vs an image of a rewrite that states a wrong
     value of a targeted attribute (the policy's Type II), verified to keep the subject and fail the instruction. With
     only p0 images as negatives, "the edited image wins" answers every phase-2 pair, and the world's RLVR evaluator
-    learned exactly that (``bench/evaluator_shortcut.py``). Measured with them (docs/world_log.md): 200 phase-2 steps
-    picked the edited image on 69% of the probe's ties (92% without), 400 steps on 89% again, so they slow the shortcut
-    but do not remove it. Drawn from their own random stream, so the rest of the data is the same with or
-    without them."""
+    learned exactly that (``seer world probe evaluator_shortcut``). Measured with them (docs/world_log.md): 200
+    phase-2 steps picked the edited image on 69% of the probe's ties (92% without), 400 steps on 89% again, so they
+    slow the shortcut but do not remove it. Drawn from their own random stream, so the rest of the data is the same
+    with or without them."""
     rng = np.random.default_rng([cfg.seed, 0x5EED])
     prompts = [faithful_reprompt(S.instruction(s.instruction), s.prompt, rng, wrong=True) for s in samples]
     imgs, ok = _retry(gen, oracle, samples, prompts, rng, cfg.retries,
@@ -330,3 +334,108 @@ def _positives(gen, oracle, samples, rng, retries):
 def _negatives(gen, oracle, samples, rng, retries):
     return _retry(gen, oracle, samples, [s.prompt for s in samples], rng, retries,
                   lambda a: a.subject_kept and not a.satisfied)
+
+
+def shortcut_set(gen, oracle, out: Path, tquads: list[Quadruplet], seed: int, retries: int) -> dict:
+    """The shortcut-proof Table 1 set (``seer.eval.shortcut_proof``), from the test quadruplets only: for each, the
+    paper's pair (its positive vs its p0 image) and three more, each image drawn by the base generator and verified by
+    the oracle: the positive vs an edit made for another test instruction (same subject, p0 kept, instruction i not
+    met), vs an edit with a wrong value of a targeted attribute (p0 kept, not met), and the p0 image vs an edit that
+    meets the instruction with another TEST subject. A quadruplet enters only when all three are verified and the
+    judge prefers the intended image in all four pairs, so the four kinds have equal counts in every split and
+    "prefer the edit" scores exactly 0.5. Drawn from its own random stream and from the images on disk, so the rest
+    of the data is the same with or without it, and adding it to an older folder gives the same file."""
+    from seer.data import load_image
+    from seer.eval.shortcut_proof import KINDS, PAIRS_FILE, pair_id
+    from seer.world.render import IMAGE_SIZE
+
+    rng = np.random.default_rng([seed, 0x5C07])
+    quads = [q for q in tquads if q.phase == 2 and q.split == "test"]
+    samples = [Sample(id=q.id, instruction=q.instruction, prompt=q.prompt, category=q.category, split="test",
+                      distribution=q.distribution) for q in quads]
+    instrs = [S.instruction(q.instruction) for q in quads]
+    pool = list(dict.fromkeys(instrs))  # the test instructions, in order, once each
+
+    def other_edit(k: int) -> str:
+        others = [j for j in pool if j.rule != instrs[k].rule]
+        return faithful_reprompt(others[int(rng.integers(len(others)))], quads[k].prompt, rng)
+
+    def wrong_edit(k: int) -> str:
+        return faithful_reprompt(instrs[k], quads[k].prompt, rng, wrong=True)
+
+    def lost_edit(k: int) -> str:
+        subj = S.prompt_attributes(quads[k].prompt)["subject"]
+        others = [t for t in TEST_SUBJECTS if t != subj]
+        p0 = re.sub(rf"\b{subj}\b", others[int(rng.integers(len(others)))], quads[k].prompt)
+        return faithful_reprompt(instrs[k], p0, rng)
+
+    kept_p0 = lambda a: a.subject_kept and not a.satisfied  # noqa: E731
+    made = {name: _retry_fresh(gen, oracle, samples, fn, rng, retries, good)
+            for name, fn, good in (("other", other_edit, kept_p0), ("wrong", wrong_edit, kept_p0),
+                                   ("lost", lost_edit, lambda a: a.satisfied and not a.subject_kept))}
+    size = (IMAGE_SIZE, IMAGE_SIZE)
+    pairs: list[Quadruplet] = []
+    undecided = 0
+    for k, (q, smp) in enumerate(zip(quads, samples, strict=True)):
+        if not all(made[name][1][k] for name in made):
+            continue
+        pos, p0 = (load_image(out / rel, size) for rel in (q.image_chosen, q.image_rejected))
+        imgs = {"pos": pos, "p0": p0, **{name: made[name][0][k] for name in made}}
+        spec = dict(zip(KINDS, (("pos", "p0"), ("pos", "other"), ("pos", "wrong"), ("p0", "lost")), strict=True))
+        if any(oracle.compare(smp, imgs[a], imgs[b]) != 1.0 for a, b in spec.values()):
+            undecided += 1
+            continue
+        rel = {"pos": q.image_chosen, "p0": q.image_rejected}
+        for name in made:
+            rel[name] = f"images/sp-{q.id}-{name}.png"
+            save_image(out / rel[name], imgs[name])
+        pairs += [Quadruplet(id=pair_id(kind, q.id), phase=2, instruction=q.instruction, prompt=q.prompt,
+                             category=q.category, image_chosen=rel[a], image_rejected=rel[b], split="test",
+                             distribution=q.distribution) for kind, (a, b) in spec.items()]
+    write_jsonl(out / PAIRS_FILE, pairs)
+    cases = [q for q in quads if any(p.id == pair_id(KINDS[0], q.id) for p in pairs)]
+    return {"test_quadruplets": len(quads), "cases": len(cases), "pairs": len(pairs),
+            "dropped_not_verified": {name: int(sum(not ok for ok in made[name][1])) for name in made},
+            "dropped_judge_undecided": undecided,
+            "cases_by_split": {f"{d}_{h}": sum(q.distribution == d and q.difficulty == h for q in cases)
+                               for d in ("id", "ood") for h in ("simple", "hard")}}
+
+
+def add_shortcut_set(cfg: BuildConfig) -> dict:
+    """``seer world build-data --shortcut-set-only``: add the shortcut-proof set to an existing build-data folder
+    (one from before it existed) without touching anything else in it; the same file a full build writes."""
+    from seer.cli import UserError
+    from seer.data import load_quadruplets
+    from seer.world import load_base
+
+    out = Path(cfg.out)
+    if not _is_build_output(out):
+        raise UserError(f"{out / 'manifest.json'}: not a `seer world build-data` output; --shortcut-set-only adds "
+                        "the shortcut-proof set to one")
+    tquads = load_quadruplets(out / "quadruplets_test.jsonl")
+    backend, oracle, _ = load_base(cfg.base or None)
+    return shortcut_set(_Generator(backend), oracle, out, tquads, cfg.seed, cfg.retries)
+
+
+def _retry_fresh(gen, oracle, samples, make_prompt, rng, retries, good) -> tuple[list[np.ndarray], list[bool]]:
+    """Like :func:`_retry`, but each try draws a new prompt (``make_prompt(k)``: another instruction, another wrong
+    value, another subject), since a prompt whose image cannot pass rarely passes on another seed."""
+    imgs: list = [None] * len(samples)
+    ok = [False] * len(samples)
+    todo = list(range(len(samples)))
+    for _ in range(retries + 1):
+        if not todo:
+            break
+        prompts = [make_prompt(k) for k in todo]
+        new = gen(prompts, [int(s) for s in rng.integers(0, 2**31, len(todo))])
+        ass = oracle.assess_many([samples[k] for k in todo], new)
+        left = []
+        for k, im, a in zip(todo, new, ass, strict=True):
+            if imgs[k] is None or good(a):
+                imgs[k] = im
+            if good(a):
+                ok[k] = True
+            else:
+                left.append(k)
+        todo = left
+    return imgs, ok

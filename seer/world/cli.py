@@ -1,4 +1,4 @@
-"""``seer world pretrain | build-data | show | report``."""
+"""``seer world pretrain | build-data | show | report | probe``."""
 
 from __future__ import annotations
 
@@ -60,6 +60,11 @@ def _build_data(args) -> int:
 
     _threads(args.threads)
     cfg = BuildConfig(**{f.name: getattr(args, f.name) for f in fields(BuildConfig)})
+    if args.shortcut_set_only:
+        from seer.world.build_data import add_shortcut_set
+
+        print(json.dumps(add_shortcut_set(cfg), indent=2))
+        return 0
     print(json.dumps(build_data(cfg), indent=2))
     return 0
 
@@ -98,6 +103,12 @@ def gate_table(gates: list[dict]) -> str:
     return "\n".join(rows) + f"\n\n{met} of {len(gates)} gates met"
 
 
+def _probe(args) -> int:
+    from seer.eval.probes import run
+
+    return run(args.name, args.args)
+
+
 def register(subparsers) -> None:
     from seer.world.build_data import BuildConfig
     from seer.world.pretrain import PretrainConfig
@@ -115,9 +126,20 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=1500)
     p.set_defaults(func=_oracle)
 
+    from seer.eval.probes import PROBES
+
+    p = sub.add_parser("probe", help="run one of seer's research probes of the world (prints JSON): "
+                       + ", ".join(PROBES), add_help=True)
+    p.add_argument("name", choices=PROBES, help="the probe")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the probe's own arguments (NAME --help lists them)")
+    p.set_defaults(func=_probe)
+
     p = sub.add_parser("build-data", help="write Visual Instruction Elaboration data (samples, quadruplets, PNGs)")
     _add_dataclass_args(p, BuildConfig)
     p.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch default)")
+    p.add_argument("--shortcut-set-only", action="store_true",
+                   help="only add the shortcut-proof Table 1 set (pairs_shortcut_test.jsonl) to an existing "
+                   "build-data folder --out from an older build; nothing else in it is touched")
     p.set_defaults(func=_build_data)
 
     p = sub.add_parser("show", help="write a PNG grid: renders, round-trips, base generations, naive vs rewritten")
