@@ -820,8 +820,10 @@ def _read_torch(path: Path, what: str) -> dict[str, torch.Tensor]:
 MAR_HEADS = {768: 12, 1024: 16, 1280: 16}  # MAR-Base / -Large / -Huge: heads cannot be read from shapes
 
 
-def mar_config_from_state(sd: dict[str, torch.Tensor], where: str) -> Any:
-    """Harmon's MAR configuration read from its checkpoint's shapes (Harmon-0.5B: MAR-Base; 1.5B: MAR-Huge)."""
+def mar_config_from_state(sd: dict[str, torch.Tensor], where: str, heads: int | None = None,
+                          vae_stride: int = 16) -> Any:
+    """Harmon's MAR configuration read from its checkpoint's shapes (Harmon-0.5B: MAR-Base; 1.5B: MAR-Huge). The
+    head count cannot be read from shapes: MAR's table, or ``heads`` for another width."""
     from seer.backends.harmon_modules import MARConfig
 
     def need(name: str) -> torch.Tensor:
@@ -831,7 +833,7 @@ def mar_config_from_state(sd: dict[str, torch.Tensor], where: str) -> Any:
 
     e = need("mar.z_proj.weight").shape[0]
     d = need("mar.decoder_embed.weight").shape[0]
-    if e not in MAR_HEADS or d not in MAR_HEADS:
+    if heads is None and (e not in MAR_HEADS or d not in MAR_HEADS):
         raise BackendError(f"{where}: MAR width {e}/{d} is none of MAR-Base/Large/Huge {sorted(MAR_HEADS)}")
     depth = len({k.split(".")[2] for k in sd if k.startswith("mar.encoder_blocks.")})
     ddepth = len({k.split(".")[2] for k in sd if k.startswith("mar.decoder_blocks.")})
@@ -839,17 +841,20 @@ def mar_config_from_state(sd: dict[str, torch.Tensor], where: str) -> Any:
     buffer = need("mar.encoder_pos_embed_learned").shape[1] - n_pos
     side = int(round(n_pos ** 0.5))
     token_dim = need("mar.z_proj.weight").shape[1]
-    return MARConfig(img_size=side * 16, vae_stride=16, patch_size=1, vae_embed_dim=token_dim,
-                     encoder_embed_dim=e, encoder_depth=depth, encoder_num_heads=MAR_HEADS[e], decoder_embed_dim=d,
-                     decoder_depth=ddepth, decoder_num_heads=MAR_HEADS[d],
+    return MARConfig(img_size=side * vae_stride, vae_stride=vae_stride, patch_size=1, vae_embed_dim=token_dim,
+                     encoder_embed_dim=e, encoder_depth=depth, encoder_num_heads=heads or MAR_HEADS[e],
+                     decoder_embed_dim=d, decoder_depth=ddepth, decoder_num_heads=heads or MAR_HEADS[d],
                      mlp_ratio=need("mar.encoder_blocks.0.mlp.fc1.weight").shape[0] / e, buffer_size=buffer,
                      diffloss_d=len({k.split(".")[4] for k in sd if k.startswith("mar.diffloss.net.res_blocks.")}),
-                     diffloss_w=need("mar.diffloss.net.input_proj.weight").shape[0], num_sampling_steps=100)
+                     diffloss_w=need("mar.diffloss.net.input_proj.weight").shape[0], num_sampling_steps=100,
+                     class_num=sd["mar.class_emb.weight"].shape[0] if "mar.class_emb.weight" in sd else 1000)
 
 
-def convert_official(harmon_ckpt: str | Path, vae_ckpt: str | Path, qwen_dir: str | Path, out: str | Path) -> Path:
+def convert_official(harmon_ckpt: str | Path, vae_ckpt: str | Path, qwen_dir: str | Path, out: str | Path, *,
+                     mar_heads: int | None = None, vae_config: Any = None, vae_scale: float | None = None) -> Path:
     """Write a seer Harmon directory from Harmon's ``harmon_*.pth``, MAR's ``kl16.ckpt`` and the Qwen2.5 directory
-    (config and tokenizer; its weights are not read: the LM weights are Harmon's)."""
+    (config and tokenizer; its weights are not read: the LM weights are Harmon's). The keywords describe a model of
+    another size than the released ones (tests); the defaults are Harmon's KL-16 VAE and scale."""
     from seer.backends.harmon_model import (
         HARMON_1_5B_VAE,
         HARMON_VAE_SCALE,
@@ -873,8 +878,10 @@ def convert_official(harmon_ckpt: str | Path, vae_ckpt: str | Path, qwen_dir: st
     harmon_sd = _read_torch(harmon_ckpt, "the Harmon checkpoint")
     vae_sd = _read_torch(vae_ckpt, "the KL-16 VAE checkpoint")
     state, dropped = official_to_seer(harmon_sd, vae_sd, str(harmon_ckpt))
-    config = harmon_config(llm, mar_config_from_state(harmon_sd, str(harmon_ckpt)), HARMON_1_5B_VAE,
-                           HARMON_VAE_SCALE, int(image_token_id))
+    vae_config = vae_config or HARMON_1_5B_VAE
+    mar = mar_config_from_state(harmon_sd, str(harmon_ckpt), mar_heads, vae_config.stride)
+    config = harmon_config(llm, mar, vae_config, HARMON_VAE_SCALE if vae_scale is None else vae_scale,
+                           int(image_token_id))
     # Harmon's inference scripts: 512 px images, 64 MAR steps, guidance 3 (constant), 100 diffusion steps
     config["sampling"] = {"image_size": 512, "understanding_image_size": 512, "num_iter": 64,
                           "diffusion_steps": 100, "guidance_scale": 3.0}
