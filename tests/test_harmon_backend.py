@@ -535,3 +535,23 @@ def test_cli_tiny_init_describe(tmp_path, capsys):
     assert load_backend(init).peft_model is not None
     assert harmon_mod.main(["describe", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().out
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny):
+    ctx, ids = evaluator_context(), [[20, 21, 22], [23, 24]]
+    grads, calls = [], []
+    for ckpt in (False, True):
+        b = HarmonBackend.load(tiny, gradient_checkpointing=ckpt)
+        layer, seen = b.model.language_model.model.layers[0], []
+        if ckpt:
+            inner = layer._gradient_checkpointing_func
+            layer._gradient_checkpointing_func = lambda *a, inner=inner, seen=seen, **k: (
+                seen.append(1) or inner(*a, **k))
+        logp, mask = b.token_logprobs([ctx] * 2, ids)
+        (logp * mask).sum().backward()
+        grads.append([p.grad.clone() for p in b.trainable_parameters() if p.grad is not None])
+        calls.append(len(seen))
+        assert not b.model.language_model.training
+    assert calls == [0, 1] and len(grads[0]) == len(grads[1]) > 0
+    for a, c in zip(*grads, strict=True):
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-6)

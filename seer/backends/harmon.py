@@ -119,6 +119,7 @@ class HarmonOptions:
     image_batch_size: int = 8  # images per generation batch (x2 rows with guidance)
     image_generator: str = "current"  # current = the trained θ (as the paper); initial = as loaded
     max_batch_rows: int = 0  # most rows decoded together by generate_text; 0 = all
+    gradient_checkpointing: bool = False  # recompute the language model's layers in the backward (activation memory)
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -254,6 +255,9 @@ class HarmonBackend:
         if self._autocast_on:
             for p in self.trainable_parameters():
                 p.data = p.data.float()
+        if options.gradient_checkpointing:
+            lm = model.language_model
+            (getattr(lm, "activation_checkpointing_enable", None) or lm.gradient_checkpointing_enable)()
         if peft_model is not None:
             self.set_reference()
 
@@ -429,7 +433,15 @@ class HarmonBackend:
         """The callable for a scoring forward: the policy (its prepared wrapper if any) or the frozen reference."""
         if not reference:
             self._activate()
-            yield self._train_wrapper if self._train_wrapper is not None else (self.peft_model or self.model)
+            # transformers checkpoints only in train mode; Qwen2 has no dropout, so train mode changes nothing else
+            train = self.options.gradient_checkpointing and torch.is_grad_enabled()
+            if train:
+                self.model.language_model.train()
+            try:
+                yield self._train_wrapper if self._train_wrapper is not None else (self.peft_model or self.model)
+            finally:
+                if train:
+                    self.model.language_model.eval()
             return
         if self._reference is None:
             self._reference = self._loaded_model()
