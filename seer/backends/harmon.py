@@ -909,28 +909,33 @@ def convert_official(harmon_ckpt: str | Path, vae_ckpt: str | Path, qwen_dir: st
 
 
 # -------------------------------------------------------------------- tiny models for tests and examples
-def tiny_config(vocab_size: int, image_token_id: int, *, max_positions: int = 512) -> dict[str, Any]:
+def tiny_config(vocab_size: int, image_token_id: int, *, max_positions: int = 512, img_size: int = 16,
+                buffer_size: int = 4) -> dict[str, Any]:
     from seer.backends.harmon_model import harmon_config
     from seer.backends.harmon_modules import MARConfig, VAEConfig
 
     llm = dict(model_type="qwen2", vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
                tie_word_embeddings=True, pad_token_id=0, eos_token_id=2)
-    mar = MARConfig(img_size=16, vae_stride=4, patch_size=1, vae_embed_dim=4, encoder_embed_dim=32, encoder_depth=1,
-                    encoder_num_heads=4, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4, mlp_ratio=2.0,
-                    buffer_size=4, diffloss_d=2, diffloss_w=32, num_sampling_steps=8, class_num=10)
+    mar = MARConfig(img_size=img_size, vae_stride=4, patch_size=1, vae_embed_dim=4, encoder_embed_dim=32,
+                    encoder_depth=1, encoder_num_heads=4, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=4,
+                    mlp_ratio=2.0, buffer_size=buffer_size, diffloss_d=2, diffloss_w=32, num_sampling_steps=8,
+                    class_num=10)
     # 32 channels: the VAE's GroupNorm has 32 groups; attention at 4x4 as KL-16's at 16x16
-    vae = VAEConfig(embed_dim=4, ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, resolution=16, attn_resolutions=(4,))
+    vae = VAEConfig(embed_dim=4, ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, resolution=img_size,
+                    attn_resolutions=(img_size // 4,))
     cfg = harmon_config(llm, mar, vae, 0.5, image_token_id)
-    cfg["sampling"] = {"image_size": 16, "understanding_image_size": 16, "num_iter": 4, "diffusion_steps": 8,
-                       "guidance_scale": 3.0}
+    cfg["sampling"] = {"image_size": img_size, "understanding_image_size": img_size, "num_iter": 4,
+                       "diffusion_steps": 8, "guidance_scale": 3.0}
     return cfg
 
 
-def build_tiny_harmon(path: str | Path, seed: int = 0, *, max_positions: int = 512) -> Path:
+def build_tiny_harmon(path: str | Path, seed: int = 0, *, max_positions: int = 512, img_size: int = 16,
+                      buffer_size: int = 4) -> Path:
     """Write a tiny random seer Harmon directory: 2-layer Qwen2 (width 32), 1+1-block MAR (width 32, 4 buffer
     slots), a 2-block diffusion head, a 3-level VAE (stride 4): 16x16 images, 4x4 = 16 latent tokens, 20 slots per
-    understood image, and a word-level tokenizer with Qwen's chat tokens."""
+    understood image, and a word-level tokenizer with Qwen's chat tokens. ``img_size=128, buffer_size=64`` gives
+    Harmon-1.5B's token counts at 512 px (32x32 latents + 64 buffer slots) with tiny widths (the bench)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -948,7 +953,8 @@ def build_tiny_harmon(path: str | Path, seed: int = 0, *, max_positions: int = 5
     tok.add_special_tokens(specials)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         unk_token="<unk>")
-    cfg = tiny_config(len(vocab), vocab[DEFAULT_IMAGE_TOKEN], max_positions=max_positions)
+    cfg = tiny_config(len(vocab), vocab[DEFAULT_IMAGE_TOKEN], max_positions=max_positions, img_size=img_size,
+                      buffer_size=buffer_size)
     torch.manual_seed(seed)
     model = HarmonModel(cfg)
     with torch.no_grad():  # MAR's zero-initialised tables get MAR's N(0, 0.02) init; the rest keeps torch's
