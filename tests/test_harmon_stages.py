@@ -92,3 +92,14 @@ def test_recipe_dry_runs_on_a_tiny_harmon(world, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("everything validated") == 2 and out.count("\"kind\": \"harmon\"") == 2, out
     assert not (tmp_path / "runs").exists()
+
+
+def test_mar_reference_check_skips_without_a_checkout(tmp_path, capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "check_harmon_vs_mar.py"
+    spec = importlib.util.spec_from_file_location("check_harmon_vs_mar", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([]) == 0 and "skipped" in capsys.readouterr().out
+    assert mod.main(["--mar-dir", str(tmp_path)]) == 0 and "no MAR checkout" in capsys.readouterr().out
