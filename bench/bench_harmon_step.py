@@ -152,17 +152,25 @@ def bench_rlvr(model_dir: Path, k: int, opts: dict[str, Any]) -> dict[str, Any]:
 ASSUMED_MS = {"lm_decode": 3.0, "lm_generation_step": 15.0, "mar_call": 5.0, "diffusion_head_call": 0.5}
 
 
-def estimate(rlmt_counts: dict[str, Any], rlvr_counts: dict[str, Any]) -> dict[str, Any]:
+def estimate(rlmt_counts: dict[str, Any], rlvr_counts: dict[str, Any], k: int, recipe_k: int = 256
+             ) -> dict[str, Any]:
+    """Seconds per step phase from the counted calls and ``ASSUMED_MS``. Text phases make one LM call per new
+    token (counted at ``k``): scaled to the recipes' ``recipe_k`` new tokens."""
     img = rlmt_counts["images"]
     images_ms = (img["lm_calls"] * ASSUMED_MS["lm_generation_step"]
                  + (img["mar_encoder_calls"] + img["mar_decoder_calls"]) * ASSUMED_MS["mar_call"]
                  + img["diffusion_head_calls"] * ASSUMED_MS["diffusion_head_call"])
-    text = {p: rlmt_counts[p]["lm_calls"] * ASSUMED_MS["lm_decode"] for p in ("rollout", "judge")}
-    return {"assumed_ms_per_call": ASSUMED_MS,
-            "rlmt_images_seconds": round(images_ms / 1000, 1),
-            "rlmt_rollout_plus_judge_seconds": round(sum(text.values()) / 1000, 1),
-            "rlvr_rollout_seconds": round(rlvr_counts["rollout"]["lm_calls"] * ASSUMED_MS["lm_decode"] / 1000, 1),
-            "note": "an estimate from counted calls and assumed per-call costs; no GPU ran this"}
+    scale = recipe_k / k
+    text_ms = sum(rlmt_counts[p]["lm_calls"] for p in ("rollout", "judge")) * scale * ASSUMED_MS["lm_decode"]
+    return {"assumed_ms_per_call": ASSUMED_MS, "text_calls_scaled_to_max_new_tokens": recipe_k,
+            "rlmt_images_seconds": round(images_ms / 1000, 2),
+            "rlmt_images_share_diffusion_head": round(
+                img["diffusion_head_calls"] * ASSUMED_MS["diffusion_head_call"] / images_ms, 2),
+            "rlmt_rollout_plus_judge_seconds": round(text_ms / 1000, 2),
+            "rlvr_rollout_seconds": round(rlvr_counts["rollout"]["lm_calls"] * scale * ASSUMED_MS["lm_decode"]
+                                          / 1000, 2),
+            "note": "an estimate from counted calls and assumed per-call costs (update passes not included); "
+                    "no GPU ran this"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         del b
         result: dict[str, Any] = {"setting": setting, "rlmt": bench_rlmt(model_dir, args.max_new_tokens, opts),
                                   "rlvr": bench_rlvr(model_dir, args.max_new_tokens, opts)}
-    result["estimate"] = estimate(result["rlmt"], result["rlvr"])
+    result["estimate"] = estimate(result["rlmt"], result["rlvr"], args.max_new_tokens)
     print(json.dumps(result, indent=1, sort_keys=True))
     return 0
 
