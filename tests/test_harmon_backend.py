@@ -260,15 +260,22 @@ def test_lora_step_saves_the_adapter_and_round_trips(tiny, tmp_path):
     assert np.array_equal(again.generate_images(["a dog"], [1])[0], b.generate_images(["a dog"], [1])[0])
 
 
-def test_bf16_runs_where_supported(tiny):
+def test_bf16_with_float32_master_weights(tiny, monkeypatch):
+    """dtype bfloat16 + master_weights float32: θ (and so AdamW's state) float32, ϕ bf16, forwards autocast; on a
+    CPU without native bf16 the check is bypassed and torch's emulated bf16 kernels run (slow, same rounding)."""
     if not harmon_mod.cpu_supports_bf16():
         with pytest.raises(BackendError, match="no native bf16"):
             HarmonBackend.load(tiny, dtype="bfloat16")
-        return
-    b = HarmonBackend.load(tiny, dtype="bfloat16")
-    g = b.generate_text([evaluator_context()], 2, SamplingParams(max_new_tokens=3), seed=0)[0]
-    logp, _ = b.token_logprobs([evaluator_context()] * 2, [c.token_ids for c in g])
-    assert torch.isfinite(logp).all()
+        monkeypatch.setattr(harmon_mod, "cpu_supports_bf16", lambda: True)
+    b = HarmonBackend.load(tiny, dtype="bfloat16", master_weights="float32")
+    assert b.precision() == {"weights": "bfloat16", "theta": "float32", "optimizer_state": "float32",
+                             "compute": "bfloat16"}
+    assert {t.dtype for t in b.frozen_state().values()} == {torch.bfloat16}
+    ctx = evaluator_context()
+    g = b.generate_text([ctx], 2, SamplingParams(max_new_tokens=3), seed=0)[0]
+    logp, mask = b.token_logprobs([ctx] * 2, [c.token_ids for c in g])
+    (logp * mask).sum().backward()
+    assert torch.isfinite(logp).all() and all(p.grad is not None for p in b.trainable_parameters())
     assert b.generate_images(["a cat"], [0])[0].shape == (16, 16, 3)
 
 
