@@ -156,6 +156,7 @@ class UnifiedBackend(Protocol):
 _LOADERS: dict[str, str] = {
     "token_umm": "seer.backends.token_umm:TokenUMMBackend.load",
     "janus": "seer.backends.janus:JanusBackend.load",
+    "harmon": "seer.backends.harmon:HarmonBackend.load",
 }
 
 
