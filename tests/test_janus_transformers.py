@@ -55,7 +55,7 @@ def hf_image_tokens(model, ids: torch.Tensor, mask: torch.Tensor, do_sample: boo
 @torch.no_grad()
 def reference_image_tokens(model, ids: torch.Tensor) -> torch.Tensor:
     """Greedy CFG image tokens for unpadded prompts, written from the Janus recipe (KV cache, rows [cond; uncond])."""
-    from seer.backends.janus import _cache_keyword
+    from seer.backends.base import cache_keyword
 
     b, n = ids.shape[0], model.config.vision_config.num_image_tokens
     uncond = ids.clone()
@@ -64,7 +64,7 @@ def reference_image_tokens(model, ids: torch.Tensor) -> torch.Tensor:
     embeds = model.get_input_embeddings()(tokens)
     past, out_tokens = None, []
     for _ in range(n):
-        kw = _cache_keyword(type(model.model.language_model))  # cache= where past_key_values= is deprecated
+        kw = cache_keyword(type(model.model.language_model))  # cache= where past_key_values= is deprecated
         out = model.model.language_model(inputs_embeds=embeds, use_cache=True, **({kw: past} if past else {}))
         past = getattr(out, kw)
         scores = model.model.generation_head(out.last_hidden_state[:, -1])  # (2B, codebook)

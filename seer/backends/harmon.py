@@ -58,6 +58,7 @@ from seer.backends.base import (
     Completion,
     Context,
     SamplingParams,
+    cache_keyword,
     per_context_seeds,
     write_backend_meta,
 )
@@ -71,7 +72,6 @@ from seer.backends.harmon_model import (
 from seer.backends.harmon_modules import CosineDiffusion, sample_latents
 from seer.backends.janus import (
     LoraOptions,
-    _cache_keyword,
     _row_seed,
     check_not_sharded_launch,
     check_peft,
@@ -216,7 +216,7 @@ class HarmonBackend:
         self.peft_model = peft_model
         self.device = next(model.parameters()).device
         self.dtype = _DTYPES[options.dtype]
-        self._cache_kw = _cache_keyword(type(model.language_model.model))
+        self._cache_kw = cache_keyword(type(model.language_model.model))
         self._train_wrapper: torch.nn.Module | None = None
         self._reference: Any = None  # frozen HarmonModel, or the name of a frozen LoRA adapter
         self._initial: HarmonModel | None = None
